@@ -1,0 +1,263 @@
+"""Typed configuration: dataclass sections, YAML files and dotted command-line overrides.
+
+A config is a set of named *sections* (``data``, ``model``, ``optim`` …). The core sections are
+declared here; a method declares its own section next to its code with ``@register_section`` so
+that the method's file stays self-contained. Every key has a default and a doc string, unknown
+keys and wrong types are errors that name the key and the file they came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from finegrain.errors import ConfigError
+
+SECTIONS: dict[str, type] = {}
+
+
+def register_section(name: str):
+    """Class decorator: make a dataclass available as config section ``name``."""
+
+    def wrap(cls):
+        if name in SECTIONS and SECTIONS[name] is not cls:
+            raise ValueError(f"config section {name!r} registered twice")
+        SECTIONS[name] = cls
+        return cls
+
+    return wrap
+
+
+def option(default: Any, doc: str, *, path: bool = False, choices: tuple | None = None):
+    """A config field with its documentation; ``path=True`` resolves it against the config file."""
+    meta = {"doc": doc, "path": path, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------- sections
+@register_section("data")
+@dataclasses.dataclass
+class DataConfig:
+    format: str = option("imagefolder", "dataset format (see `finegrain datasets`)")
+    root: Optional[str] = option(None, "dataset root directory", path=True)
+    image_size: int = option(224, "square crop fed to the network, in pixels")
+    crop_ratio: float = option(0.875, "eval: resize to image_size / crop_ratio, then center crop")
+    train_split: str = option("train", "split used for training")
+    val_split: Optional[str] = option("val", "split evaluated each epoch; missing split -> val_fraction or test")
+    val_fraction: float = option(0.0, "carve this fraction of train (per class, seeded) as val when no val split")
+    test_split: str = option("test", "split used for the final report")
+    few_shot_k: int = option(0, "keep K training images per class (0 = all)")
+    few_shot_seed: int = option(0, "seed of the few-shot subset")
+    batch_size: int = option(32, "training batch size per process")
+    eval_batch_size: int = option(64, "evaluation batch size per process")
+    num_workers: int = option(2, "data-loader worker processes")
+    cache: bool = option(False, "keep decoded, resized images in memory (small datasets)")
+    skip_bad_images: bool = option(False, "skip unreadable images with a warning instead of failing")
+    hflip: bool = option(True, "random horizontal flip when training")
+    random_resized_crop: bool = option(False, "RandomResizedCrop instead of resize + random crop")
+    mean: list = option([0.485, 0.456, 0.406], "normalization mean (RGB)")
+    std: list = option([0.229, 0.224, 0.225], "normalization std (RGB)")
+
+
+@register_section("model")
+@dataclasses.dataclass
+class ModelConfig:
+    name: str = option("resnet50", "timm architecture name")
+    pretrained_file: Optional[str] = option(None, "local weights (safetensors or state dict); 'auto' finds shipped ones", path=True)
+    drop_rate: float = option(0.0, "dropout before the classifier")
+    channels_last: bool = option(False, "use channels_last memory format")
+
+
+@register_section("optim")
+@dataclasses.dataclass
+class OptimConfig:
+    name: str = option("sgd", "optimizer", choices=("sgd", "adamw", "adam"))
+    lr: float = option(0.01, "peak learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(False, "SGD Nesterov momentum")
+    weight_decay: float = option(5e-4, "weight decay")
+    betas: list = option([0.9, 0.999], "Adam/AdamW betas")
+    backbone_lr_scale: float = option(1.0, "learning-rate factor of pretrained backbone vs new head")
+
+
+@register_section("schedule")
+@dataclasses.dataclass
+class ScheduleConfig:
+    name: str = option("cosine", "learning-rate schedule", choices=("cosine", "onecycle", "constant"))
+    warmup_epochs: float = option(0.0, "linear warm-up length (cosine)")
+    min_lr_ratio: float = option(0.0, "final lr / peak lr (cosine)")
+    pct_start: float = option(0.25, "fraction of steps rising (onecycle)")
+
+
+@register_section("train")
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = option(10, "training epochs")
+    iterations_per_epoch: int = option(0, "iterations per epoch (0 = one pass over the data)")
+    seed: int = option(0, "seeds Python, NumPy, torch, sampling and augmentation")
+    label_smoothing: float = option(0.0, "cross-entropy label smoothing")
+    grad_clip: float = option(0.0, "clip gradient norm (0 = off)")
+    accelerator: str = option("auto", "cpu | cuda | auto")
+    devices: str = option("1", "number of devices (or 'auto')")
+    num_nodes: int = option(1, "number of nodes")
+    strategy: str = option("auto", "auto | ddp | ddp_spawn | fsdp")
+    precision: str = option("32-true", "32-true | bf16-mixed | 16-mixed | bf16-true")
+    sync_batchnorm: bool = option(False, "synchronise BatchNorm statistics across processes")
+    compile: bool = option(False, "torch.compile the model")
+    out_dir: str = option("runs", "where run folders go", path=True)
+    run_name: Optional[str] = option(None, "run folder name (default: <method>-<model>-<time>)")
+    eval_every: int = option(1, "evaluate on val every N epochs (0 = only at the end)")
+    checkpoint_every_steps: int = option(0, "also checkpoint every N optimizer iterations (0 = per epoch only)")
+    keep_last: int = option(2, "how many recent checkpoints to keep")
+    stop_after_steps: int = option(0, "end this invocation with a checkpoint once the global step reaches N (time-limited jobs; 0 = off)")
+    nan_policy: str = option("stop", "on a non-finite loss: stop or skip the step", choices=("stop", "skip"))
+    log_every: int = option(20, "log training losses every N iterations")
+
+
+@register_section("method")
+@dataclasses.dataclass
+class MethodConfig:
+    name: str = option("supervised", "training method (see `finegrain methods`)")
+
+
+# -------------------------------------------------------------------------------------- the config
+class Config:
+    """All sections, each a dataclass instance: ``cfg.optim.lr``."""
+
+    def __init__(self, sections: dict[str, Any] | None = None):
+        _ensure_all_sections()
+        self._sections = {name: cls() for name, cls in SECTIONS.items()}
+        if sections:
+            self._sections.update(sections)
+
+    def __getattr__(self, name: str):
+        sections = self.__dict__.get("_sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"config has no section {name!r}")
+
+    def to_dict(self) -> dict:
+        return {name: dataclasses.asdict(sec) for name, sec in self._sections.items()}
+
+    def copy(self) -> "Config":
+        return Config.from_dict(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>", base_dir: Path | None = None) -> "Config":
+        cfg = cls()
+        cfg.update(data, source, base_dir)
+        return cfg
+
+    def update(self, data: dict, source: str, base_dir: Path | None = None) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: a config must be a mapping of sections, got {type(data).__name__}")
+        for section_name, values in data.items():
+            if section_name not in self._sections:
+                raise ConfigError(
+                    f"{source}: unknown config section {section_name!r}; known: {', '.join(sorted(self._sections))}"
+                )
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: section {section_name!r} must be a mapping of keys")
+            for key, value in values.items():
+                self.set(f"{section_name}.{key}", value, source, base_dir)
+
+    def set(self, dotted: str, value: Any, source: str = "<override>", base_dir: Path | None = None) -> None:
+        section_name, _, key = dotted.partition(".")
+        if section_name not in self._sections or not key:
+            raise ConfigError(
+                f"{source}: unknown config key {dotted!r}; sections: {', '.join(sorted(self._sections))}"
+            )
+        section = self._sections[section_name]
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        if key not in fields:
+            raise ConfigError(
+                f"{source}: unknown config key {dotted!r}; known keys of {section_name!r}: {', '.join(fields)}"
+            )
+        hints = typing.get_type_hints(type(section))
+        value = _coerce(value, hints[key], dotted, source)
+        meta = fields[key].metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ConfigError(f"{source}: {dotted}={value!r} is not one of {', '.join(map(str, meta['choices']))}")
+        if meta.get("path") and isinstance(value, str) and base_dir is not None and value != "auto":
+            value = str((base_dir / Path(value).expanduser()))
+        setattr(section, key, value)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the field type; accept ints for floats and YAML's null for Optional."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, source)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if hint in (list, dict) or origin in (list, dict):
+        expected = origin or hint
+        if not isinstance(value, expected):
+            raise ConfigError(f"{source}: {key} must be a {expected.__name__}, got {value!r}")
+        return value
+    if hint in (int, float, str, bool):
+        if type(value) is not hint:
+            raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r} ({type(value).__name__})")
+        return value
+    return value
+
+
+def _ensure_all_sections() -> None:
+    """Method sections live in method files: import them so that every key is known."""
+    import finegrain.methods  # noqa: F401  (registers method sections)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``optim.lr=0.01`` -> ("optim.lr", 0.01); the value is read as YAML (numbers, bools, lists)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- YAML file <- ``key=value`` overrides. Paths resolve against the YAML's folder."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            first = str(err).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML ({first})") from None
+        cfg.update(data, str(path), path.resolve().parent)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        cfg.set(key, value, f"override {text!r}", Path.cwd())
+    return cfg
+
+
+def describe_sections() -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, doc) rows for documentation and `finegrain config`."""
+    _ensure_all_sections()
+    rows = []
+    for name, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{name}.{f.name}", getattr(hints[f.name], "__name__", str(hints[f.name])), default, f.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,1 @@
+"""The shared loop, evaluation, checkpoints and logging."""

