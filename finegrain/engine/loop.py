@@ -114,6 +114,7 @@ class Trainer:
         self.main = fabric.global_rank == 0
         # Different seed per rank: data-free noise must differ; DDP broadcasts rank 0's weights.
         fabric.seed_everything(cfg.train.seed + fabric.global_rank, verbose=False)
+        self.info.cls.prepare_config(cfg)
 
         data = self._build_data()
         class_names = self._class_names(data)

@@ -50,6 +50,15 @@ class Method(nn.Module):
         """One optimization step's losses for ``phase``; must contain ``loss``."""
         raise NotImplementedError
 
+    @classmethod
+    def prepare_config(cls, cfg) -> None:
+        """Adjust ``cfg`` before data is built (e.g. take image size and normalization from a teacher)."""
+
+    @classmethod
+    def class_names_from_config(cls, cfg) -> list[str]:
+        """Data-free methods: the class names come from the teacher, not from a training split."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------------ shared plumbing
     def forward(self, batch, phase: str):
         return self.step(phase, batch)
