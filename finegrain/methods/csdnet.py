@@ -1,0 +1,199 @@
+"""CSDNet: contrastive self-distillation for ultra-fine-grained categorization with few samples.
+
+Fang, Jiang, Tang, Li, "Learning Contrastive Self-Distillation for Ultra-Fine-Grained Visual
+Categorization Targeting Limited Samples", arXiv 2311.06056. Three modules act on three levels,
+and the objective is ``L = L_cls + α·L_qc + β·L_ssdt`` (paper):
+
+* **SSDP** (instance level) — an augmented view x̃ of every image, masked adaptively from the
+  network's own activation map (``finegrain.models.ssdp``);
+* **DDL** (feature level) — a projection head and a memory queue of past embeddings with their
+  labels, and a contrastive loss with margin against it (``finegrain.losses.queue_contrastive``);
+* **SSDT** (logit level) — self-distillation from the raw view's prediction to the augmented
+  view's (``finegrain.losses.self_distillation``).
+
+``L_cls`` is the cross-entropy on both views (finegrain's reading: the mean over all 2B samples,
+so its scale matches plain fine-tuning). Inference uses the raw branch only: the deployable
+``model`` is a plain :class:`~finegrain.models.Classifier`, at the backbone's cost.
+
+**When the mask is computed (finegrain's reading, ``csdnet.mask_source``).** SSDP needs the
+raw view's activation map before the augmented view exists, yet the two views should share one
+concatenated forward (one BN batch, one backbone call) and no extra no-grad forward may be spent
+on the mask. finegrain resolves this by pairing across consecutive steps:
+
+* ``previous_step`` (default): step t forwards ``[x_t, x̃_{t-1}]`` in one concatenated pass. The
+  raw half's feature map (detached) gives the SSDP view x̃_t of the *same* images x_t, kept
+  together with their labels and their detached raw logits until step t+1, where x̃_t is forwarded
+  and distilled from those logits. The mask therefore comes from the raw view's own forward, with
+  the exact crop geometry, at no extra cost; the teacher logits are one optimizer step old.
+  The first step of a run pairs x_0 with a standard random view. The pending pair is saved in
+  checkpoints, so a resumed run continues exactly. SSDT can only run raw → augmented here.
+* ``current``: the raw view is forwarded (with gradient), its map gives x̃, then x̃ is forwarded
+  and one backward serves both — METHODS.md's literal order; two backbone calls (same FLOPs),
+  BN statistics per view.
+
+The spec's other option, masks cached from the previous epoch, needs per-sample indices and crop
+parameters the shared loader does not hand to methods, and its masks would sit in last epoch's
+crop frame; it is not implemented.
+
+Without SSDP, x̃ is a standard random augmentation of x (resized crop, flip, small rotation)
+computed on the batch tensor, paired in the same step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from finegrain.config import option, register_section
+from finegrain.errors import ConfigError
+from finegrain.losses.queue_contrastive import MemoryQueue, QueueContrastiveLoss
+from finegrain.losses.self_distillation import DIRECTIONS, SelfDistillationLoss
+from finegrain.methods import register_method
+from finegrain.methods.base import Method
+from finegrain.models import Taps, create_classifier
+from finegrain.models.heads import ProjectionHead
+from finegrain.models.ssdp import SSDP, random_view
+
+PENDING = "ssdp_pending."
+
+
+@register_section("csdnet")
+@dataclass
+class CSDNetConfig:
+    ssdp: bool = option(True, "SSDP: augmented view masked from the activation map (off: standard random view)")
+    ddl: bool = option(True, "DDL: projection head + memory queue contrastive loss")
+    ssdt: bool = option(True, "SSDT: self-distillation raw -> augmented view")
+    alpha: float = option(1.0, "weight of the queue contrastive loss L_qc")
+    beta: float = option(1.0, "weight of the self-distillation loss L_ssdt")
+    temperature: float = option(4.0, "SSDT softmax temperature T (spec)")
+    ssdt_direction: str = option("raw_to_aug", "SSDT teacher -> student (spec: raw detached teaches augmented)",
+                                 choices=DIRECTIONS)
+    ssdt_symmetric: bool = option(False, "SSDT: average of both directions, each teacher detached")
+    queue_size: int = option(4096, "memory queue length (capped at 2 x training-set size) (spec)")
+    margin: float = option(0.5, "contrastive margin xi: negatives above it are pushed apart (spec)")
+    warmup_epochs: int = option(1, "epochs before the queue term starts (batch pairs only until then) (spec)")
+    ddl_views: str = option("both", "which views' embeddings DDL compares and enqueues", choices=("both", "raw"))
+    proj_hidden: int = option(512, "projection head hidden width (spec)")
+    proj_dim: int = option(128, "projection head output width (spec)")
+    theta_min: float = option(0.5, "SSDP threshold theta ~ U(theta_min, theta_max) of max(A) (spec)")
+    theta_max: float = option(0.8, "SSDP threshold upper bound (spec)")
+    p_drop: float = option(0.5, "SSDP: probability to erase the salient region, else crop to it (spec)")
+    kernel_size: int = option(7, "SSDP smoothing kernel size at kernel_ref_size px, scaled with resolution (spec)")
+    kernel_ref_size: int = option(224, "image size at which kernel_size applies")
+    kernel: str = option("average", "SSDP smoothing kernel (spec)", choices=("average", "gaussian"))
+    flip_prob: float = option(0.5, "augmented view: horizontal flip probability (spec)")
+    rotation: float = option(10.0, "augmented view: rotation up to +-this many degrees (spec)")
+    random_min_scale: float = option(0.35, "without SSDP: smallest area fraction of the random resized crop")
+    mask_source: str = option("previous_step", "when the SSDP mask is computed; see `docs/csdnet.md` (spec)",
+                              choices=("previous_step", "current"))
+
+
+def build_ssdp(c: CSDNetConfig) -> SSDP:
+    return SSDP(c.theta_min, c.theta_max, c.p_drop, c.kernel_size, c.kernel_ref_size, c.kernel, c.flip_prob, c.rotation)
+
+
+@register_method("csdnet", "contrastive self-distillation (SSDP + DDL + SSDT) for few-shot ultra-fine-grained data",
+                 "Fang et al., arXiv 2311.06056 (IEEE TCSVT 2024)")
+class CSDNet(Method):
+    def __init__(self, cfg, class_names, *, num_train: int = 0, **context):
+        super().__init__(cfg, class_names)
+        self.c = c = cfg.csdnet
+        if c.ssdp and c.mask_source == "previous_step" and (c.ssdt_symmetric or c.ssdt_direction != "raw_to_aug"):
+            raise ConfigError("csdnet.mask_source=previous_step distils only raw_to_aug (the raw logits are a step old); "
+                              "set csdnet.mask_source=current for csdnet.ssdt_direction/ssdt_symmetric")
+        self.model = create_classifier(cfg.model.name, self.num_classes, pretrained_file=cfg.model.pretrained_file,
+                                       drop_rate=cfg.model.drop_rate)
+        self.ssdp = build_ssdp(c) if c.ssdp else None
+        if c.ddl:
+            self.projection = ProjectionHead(self.model.feature_dim, c.proj_hidden, c.proj_dim)
+            capacity = min(c.queue_size, 2 * num_train) if num_train else c.queue_size
+            self.queue = MemoryQueue(capacity, c.proj_dim)
+            self.queue_loss = QueueContrastiveLoss(c.margin)
+        if c.ssdt:
+            self.distill = SelfDistillationLoss(c.temperature, c.ssdt_direction, c.ssdt_symmetric)
+        self.pending: dict[str, torch.Tensor] | None = None
+
+    def configure_phases(self, total_iterations, iterations_per_epoch):
+        extra = list(self.projection.parameters()) if self.c.ddl else []
+        return [self.classifier_phase("train", self.model, total_iterations, iterations_per_epoch, extra_params=extra)]
+
+    # ------------------------------------------------------------------ SSDP: the two views
+    def _forward_views(self, x, y):
+        """(raw taps, augmented taps, labels of the augmented view, SSDT teacher logits)."""
+        if self.ssdp is not None and self.c.mask_source == "current":
+            raw = self.model.forward_taps(x)
+            aug = self.model.forward_taps(self.ssdp(x, raw.feature_map).view)
+            return raw, aug, y, raw.logits.detach()
+        if self.ssdp is None or self.pending is None:
+            x_aug, y_aug, teacher = random_view(x, self.c.random_min_scale, self.c.flip_prob, self.c.rotation), y, None
+        else:
+            x_aug, y_aug, teacher = self.pending["view"], self.pending["labels"], self.pending["teacher"]
+        taps = self.model.forward_taps(torch.cat([x, x_aug]))
+        raw, aug = _split_taps(taps, x.shape[0])
+        if teacher is None:
+            teacher = raw.logits.detach()
+        if self.ssdp is not None:
+            # The raw half's map makes the SSDP view of these same images, forwarded next step.
+            self.pending = {"view": self.ssdp(x, raw.feature_map).view, "labels": y, "teacher": raw.logits.detach()}
+        return raw, aug, y_aug, teacher
+
+    # ------------------------------------------------------------------ DDL: queue contrast
+    def _queue_contrast(self, raw, aug, y, y_aug):
+        if self.c.ddl_views == "both":
+            z = self.projection(torch.cat([raw.pooled, aug.pooled]))
+            labels = torch.cat([y, y_aug])
+        else:
+            z, labels = self.projection(raw.pooled), y
+        use_memory = self.epoch >= self.c.warmup_epochs and len(self.queue) > 0
+        memory, memory_labels = self.queue.contents() if use_memory else (None, None)
+        loss = self.queue_loss(z, labels, memory, memory_labels)
+        self.queue.enqueue(z, labels)
+        return loss
+
+    # ------------------------------------------------------------------ the objective
+    def step(self, phase, batch):
+        x, y = batch
+        raw, aug, y_aug, teacher = self._forward_views(x, y)
+        smoothing = self.cfg.train.label_smoothing
+        logits = torch.cat([raw.logits, aug.logits])
+        ce = F.cross_entropy(logits, torch.cat([y, y_aug]), label_smoothing=smoothing)
+        loss, logs = ce, {"ce": ce.detach()}
+        if self.c.ddl:
+            qc = self._queue_contrast(raw, aug, y, y_aug)
+            loss = loss + self.c.alpha * qc
+            logs.update(qc=qc.detach(), queue=torch.tensor(float(len(self.queue))))
+        if self.c.ssdt:
+            ssdt = self._self_distillation(raw, aug, teacher)
+            loss = loss + self.c.beta * ssdt
+            logs["ssdt"] = ssdt.detach()
+        logs["train_acc"] = (raw.logits.argmax(1) == y).float().mean().detach()
+        return {"loss": loss, **logs}
+
+    # ------------------------------------------------------------------ SSDT: self-distillation
+    def _self_distillation(self, raw, aug, teacher):
+        if self.c.ssdt_symmetric or self.c.ssdt_direction == "aug_to_raw":
+            return self.distill(raw.logits, aug.logits)  # mask_source=current: same-step pairs
+        return self.distill(teacher, aug.logits)
+
+    # ------------------------------------------------------------------ checkpoints carry the pending pair
+    def checkpoint_state(self):
+        state = super().checkpoint_state()
+        for key, value in (self.pending or {}).items():
+            state[PENDING + key] = value
+        return state
+
+    def load_checkpoint_state(self, state):
+        state = dict(state)
+        pending = {k[len(PENDING):]: state.pop(k) for k in list(state) if k.startswith(PENDING)}
+        super().load_checkpoint_state(state)
+        device = next(self.model.parameters()).device
+        self.pending = {k: v.to(device) for k, v in pending.items()} or None
+
+
+def _split_taps(taps, n: int):
+    """Split the taps of a concatenated forward into the first ``n`` samples and the rest."""
+    first = Taps(taps.logits[:n], taps.feature_map[:n], taps.pooled[:n])
+    rest = Taps(taps.logits[n:], taps.feature_map[n:], taps.pooled[n:])
+    return first, rest
