@@ -62,3 +62,19 @@ def prediction_grid(predictions: list[Prediction], columns: int = 6, title: str 
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def tile_images(images: list, columns: int = 2, gap: int = 6):
+    """PIL images of one size pasted into a single sheet, ``columns`` wide, white gaps between."""
+    from PIL import Image
+
+    if not images:
+        raise ValueError("no images to tile")
+    width, height = images[0].size
+    lines = math.ceil(len(images) / columns)
+    columns = min(columns, len(images))
+    sheet = Image.new("RGB", (columns * width + (columns - 1) * gap, lines * height + (lines - 1) * gap), "white")
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        sheet.paste(image.convert("RGB"), (column * (width + gap), row * (height + gap)))
+    return sheet

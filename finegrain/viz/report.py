@@ -32,8 +32,12 @@ from finegrain.errors import CheckpointError, DataError
 from finegrain.inference import Predictor, classifier_from_checkpoint
 from finegrain.viz.confusion import confusion_figure, most_confused
 from finegrain.viz.curves import curves_figure, read_metrics
-from finegrain.viz.grids import Prediction, prediction_grid
+from finegrain.viz.grids import Prediction, prediction_grid, tile_images
 from finegrain.viz.html import HtmlPage
+
+
+#: test images drawn with their activation maps (a strip of four panels each).
+EXPLAINED_IMAGES = 8
 
 
 @dataclass
@@ -220,14 +224,17 @@ class ReportBuilder:
     def section_attention(self, samples: Samples) -> None:
         from finegrain.viz.explain import explain
 
-        config = self.meta.get("config", {})
-        ssdp_cfg = config.get("csdnet") if self.method_name == "csdnet" else None
-        overlays = explain(self.model, samples.inputs, self.meta["mean"], self.meta["std"], ssdp_cfg=ssdp_cfg)
-        title = "SSDP masks and attention maps" if self.method_name == "csdnet" else "Activation maps"
-        self.page.heading(title, "where the network looks, over the same test images")
-        labels = [self.class_names[y] for y in samples.labels]
-        for index, (overlay, label) in enumerate(zip(overlays, labels)):
-            self.page.picture(f"explain_{index:02d}", overlay, f"true class: {label}")
+        ssdp_cfg = None
+        if self.method_name == "csdnet":  # the run's own SSDP settings, as a typed config section
+            ssdp_cfg = Config.from_dict(self.meta.get("config", {}), self.meta["_path"]).csdnet
+        count = min(EXPLAINED_IMAGES, len(samples.labels))
+        strips = explain(self.model, samples.inputs[:count], self.meta["mean"], self.meta["std"], ssdp_cfg=ssdp_cfg)
+        title = "SSDP masks and attention maps" if self.method_name == "csdnet" else "Activation maps and SSDP view"
+        names = ", ".join(self.class_names[y] for y in samples.labels[:count])
+        self.page.heading(title, f"where the network looks: the first {count} test images of the grid above "
+                                 f"({names}); per image: input, activation map, the salient region SSDP "
+                                 f"keeps or erases, the augmented view")
+        self.page.picture("attention", tile_images(strips, columns=2), "activation maps (finegrain.viz.explain)")
 
     def section_synthetic(self) -> None:
         from finegrain.viz.synthetic import synthetic_grid
