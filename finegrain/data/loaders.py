@@ -78,6 +78,8 @@ class ResumableSampler(Sampler[int]):
         self.epoch, self.start = 0, 0
         if drop_last:
             self.per_rank = size // num_replicas
+        elif not shuffle:  # evaluation: every image exactly once, so ranks may differ by one
+            self.per_rank = len(range(rank, size, num_replicas))
         else:
             self.per_rank = math.ceil(size / num_replicas)
 
@@ -91,6 +93,8 @@ class ResumableSampler(Sampler[int]):
             order = torch.randperm(self.size, generator=g).tolist()
         else:
             order = list(range(self.size))
+        if not self.shuffle and not self.drop_last:
+            return order[self.rank :: self.num_replicas]
         total = self.per_rank * self.num_replicas
         order = order[:total] if self.drop_last else (order + order[: total - len(order)])
         return order[self.rank :: self.num_replicas]

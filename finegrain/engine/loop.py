@@ -136,6 +136,8 @@ class Trainer:
         total = iterations * cfg.train.epochs
 
         if cfg.train.sync_batchnorm and fabric.world_size > 1:
+            if fabric.device.type == "cpu":
+                raise ConfigError("train.sync_batchnorm=true needs GPUs: torch's SyncBatchNorm does not run on CPU")
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
             self.method = method
         phases = method.configure_phases(total, iterations)
@@ -198,15 +200,15 @@ class Trainer:
                 for key, value in logs.items():
                     sums[key] = sums.get(key, 0.0) + value
                 if cfg.train.log_every and self.global_step % cfg.train.log_every == 0:
-                    logger.log({f"train/{k}": float(v) for k, v in logs.items()}, self.global_step, epoch)
+                    logger.log({f"train/{k}": float(v) for k, v in self._mean_over_ranks(logs).items()}, self.global_step, epoch)
                 progress.advance(f"loss {float(logs.get(self._log_key(phases[-1], 'loss'), float('nan'))):.4f}")
                 every = cfg.train.checkpoint_every_steps
                 if every and self.global_step % every == 0 and iteration + 1 < self.iterations:
                     self._save(epoch, iteration + 1, history)
-                if stop.signal_name:
+                if self._any_rank(stop.signal_name is not None):
                     path = self._save(epoch, iteration + 1, history)
                     progress.close()
-                    raise Interrupted(f"stopped by {stop.signal_name} at step {self.global_step}; checkpoint written: {path}")
+                    raise Interrupted(f"stopped by {stop.signal_name or 'a signal to another process'} at step {self.global_step}; checkpoint written: {path}")
                 if cfg.train.stop_after_steps and self.global_step >= cfg.train.stop_after_steps:
                     self._save(epoch, iteration + 1, history)
                     progress.close()
@@ -215,7 +217,7 @@ class Trainer:
             progress.close()
             start_iteration = 0
             elapsed = time.perf_counter() - tic
-            record = {f"train/{k}_mean": float(v) / max(1, count) for k, v in sums.items()}
+            record = {f"train/{k}_mean": float(v) / max(1, count) for k, v in self._mean_over_ranks(sums).items()}
             record["train/images_per_s"] = images / elapsed if images else 0.0
             record["train/iterations_per_s"] = count / elapsed
             record["lr"] = phases[-1].optimizer.param_groups[-1]["lr"]
@@ -237,10 +239,10 @@ class Trainer:
             for _ in range(phase.steps):
                 out = model(batch if phase.uses_batch else None, phase.name)
                 loss = out["loss"]
-                if not torch.isfinite(loss).all():
+                if self._any_rank(not bool(torch.isfinite(loss).all())):
                     if cfg.train.nan_policy == "stop":
                         last = self.last_checkpoint or "none written yet"
-                        raise TrainingError(f"non-finite loss ({float(loss)}) in phase {phase.name!r} at step "
+                        raise TrainingError(f"non-finite loss ({float(loss.detach())}) in phase {phase.name!r} at step "
                                             f"{self.global_step + 1}; last good checkpoint: {last}")
                     phase.optimizer.zero_grad(set_to_none=True)
                     logs[self._log_key(phase, "skipped")] = torch.tensor(1.0)
@@ -256,6 +258,21 @@ class Trainer:
             if phase.scheduler is not None:
                 phase.scheduler.step()
         return logs
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any: ranks must take the same branch (skip a
+        step, stop on a signal) or the next collective deadlocks."""
+        if self.fabric.world_size == 1:
+            return flag
+        return bool(self.fabric.all_reduce(torch.tensor(float(flag), device=self.fabric.device), reduce_op="sum") > 0)
+
+    def _mean_over_ranks(self, values: dict) -> dict:
+        """Logged losses describe the global batch, not rank 0's share of it."""
+        if self.fabric.world_size == 1 or not values:
+            return values
+        keys = sorted(values)
+        stacked = torch.stack([torch.as_tensor(values[k], dtype=torch.float32) for k in keys]).to(self.fabric.device)
+        return dict(zip(keys, self.fabric.all_reduce(stacked, reduce_op="mean").cpu()))
 
     def _log_key(self, phase, key: str) -> str:
         """``loss`` for a one-phase method, ``student/loss`` where phases must be told apart."""

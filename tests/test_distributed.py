@@ -1,0 +1,152 @@
+"""Two CPU processes over gloo behave like one process with the doubled batch.
+
+Each distributed run is a real ``python -m finegrain train`` subprocess: Fabric's launcher re-runs
+the command line for rank 1, which cannot be done from inside pytest. The model is
+``test_efficientnet_gn`` (GroupNorm): its normalization is per sample, so a batch split over two
+processes gives the same losses as the whole batch in one. A BatchNorm model would need
+``train.sync_batchnorm``, which torch runs on GPUs only (tested below to fail clearly on CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config
+from finegrain.engine.loop import fit
+
+GN_MODEL = "test_efficientnet_gn"
+TIMEOUT = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env() -> dict:
+    """The test's environment without any distributed variables a CI runner may have set."""
+    drop = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "GROUP_RANK",
+            "TORCHELASTIC_RUN_ID", "PL_GLOBAL_SEED")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("SLURM_")}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def train_args(root: Path, out: Path, name: str, batch: int, method: str = "supervised", *extra,
+               overrides=()) -> list[str]:
+    """Flags first, ``key=value`` overrides last (argparse reads the overrides as one positional run)."""
+    return ["train", "--method", method, "--data", str(root), "--out", str(out), "--name", name, "--epochs", "1",
+            "--accelerator", "cpu", *extra, f"model.name={GN_MODEL}", "data.image_size=32", f"data.batch_size={batch}",
+            "data.eval_batch_size=4", "data.num_workers=0", "train.log_every=1", "optim.weight_decay=0.0", *overrides]
+
+
+def run(cmd: list[str], env=None) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env or clean_env())
+    return result
+
+
+def finegrain_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "finegrain", *args]
+
+
+def metric_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def first_step(run_dir: Path) -> dict:
+    row = next(r for r in metric_rows(run_dir) if r["step"] == "1" and r.get("train/loss"))
+    return {k: float(v) for k, v in row.items() if k.startswith("train/") and v}
+
+
+def assert_one_checkpoint_set(run_dir: Path, stems: list[str]) -> None:
+    """Rank 0 alone writes: exactly the expected files, no leftovers of a second writer."""
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    expected = sorted(f"{s}{suffix}" for s in stems for suffix in (".json", ".safetensors", ".state.pt"))
+    assert names == expected
+
+
+def single_process_first_step(root: Path, out: Path, batch: int, method: str = "supervised") -> dict:
+    cfg = tiny_config(root, out, **{"train.epochs": 1, "model.name": GN_MODEL, "data.batch_size": batch,
+                                    "method.name": method})
+    summary = fit(cfg)
+    return first_step(Path(summary["run_dir"]))
+
+
+def check_ddp_matches_single(root: Path, tmp_path: Path, method: str) -> Path:
+    out = tmp_path / "runs"
+    result = run(finegrain_cmd(*train_args(root, out, "ddp", 2, method, "--devices", "2", "--strategy", "ddp")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = out / "ddp"
+    # 3 classes x 8 train images = 24; global batch 4 -> 6 steps; one end-of-epoch checkpoint.
+    assert_one_checkpoint_set(run_dir, ["ckpt-e001-s00000006"])
+    assert result.stdout.count("2 process(es)") == 1, "only rank 0 prints and logs"
+    # Evaluation counts every test image once even though 9 images do not split evenly over 2 ranks.
+    assert json.loads((run_dir / "eval_test.json").read_text())["n"] == 9
+    assert len([r for r in metric_rows(run_dir) if r.get("train/loss")]) == 6
+    single = single_process_first_step(root, tmp_path / "single", 4, method)
+    distributed = first_step(run_dir)
+    assert distributed.keys() == single.keys()
+    for key in single:
+        assert distributed[key] == pytest.approx(single[key], rel=1e-4, abs=1e-5), key
+    return run_dir
+
+
+def test_ddp_two_processes_match_one_process_with_double_batch(imagefolder, tmp_path):
+    check_ddp_matches_single(imagefolder, tmp_path, "supervised")
+
+
+def test_ddp_csdnet_matches_one_process_with_double_batch(imagefolder, tmp_path):
+    from finegrain import methods
+
+    if "csdnet" not in {info.name for info in methods.available()}:
+        pytest.skip("the csdnet method is not registered in this checkout")
+    check_ddp_matches_single(imagefolder, tmp_path, "csdnet")
+
+
+def test_torchrun_launch_is_not_respawned(imagefolder, tmp_path):
+    """Under torchrun Fabric sees TorchElastic's variables and must not start processes of its own."""
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "finegrain",
+           *train_args(imagefolder, out, "torchrun", 2, "supervised", "--devices", "2", "--strategy", "ddp")]
+    result = run(cmd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("2 process(es)") == 1
+    assert_one_checkpoint_set(out / "torchrun", ["ckpt-e001-s00000006"])
+
+
+def test_slurm_environment_is_used(imagefolder, tmp_path):
+    """Two tasks started as ``srun`` would start them: SLURM_* variables, no launcher of ours."""
+    out = tmp_path / "runs"
+    port = str(free_port())
+    procs = []
+    for rank in range(2):
+        env = clean_env()
+        env.update(SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_NNODES="1", SLURM_PROCID=str(rank),
+                   SLURM_LOCALID=str(rank), SLURM_NODEID="0", SLURM_JOB_NAME="finegrain-test", SLURM_JOB_ID="4242",
+                   SLURM_NODELIST="127.0.0.1", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        cmd = finegrain_cmd(*train_args(imagefolder, out, "slurm", 2, "supervised", "--devices", "2", "--strategy", "ddp"))
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    for proc, (stdout, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr[-3000:]
+    assert outputs[0][0].count("2 process(es)") == 1 and "process(es)" not in outputs[1][0]
+    assert_one_checkpoint_set(out / "slurm", ["ckpt-e001-s00000006"])
+
+
+def test_sync_batchnorm_on_cpu_is_a_clear_error(imagefolder, tmp_path):
+    args = train_args(imagefolder, tmp_path / "runs", "sync", 2, "supervised", "--devices", "2", "--strategy", "ddp",
+                      overrides=["train.sync_batchnorm=true"])
+    result = run(finegrain_cmd(*args))
+    assert result.returncode != 0
+    assert "train.sync_batchnorm=true needs GPUs" in result.stderr and "Traceback" not in result.stderr
