@@ -1,0 +1,56 @@
+"""Running a network without changing it.
+
+Data-free methods alternate networks: while the synthesizer learns, the student is only a
+critic whose output the generator pushes against; while the student learns, the generator only
+draws samples. Neither step may change the other network — not its weights, and not the state
+a forward pass changes as a side effect (BatchNorm running statistics, spectral-norm power
+iteration vectors).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from torch import nn
+
+
+@contextmanager
+def frozen_parameters(module: nn.Module):
+    """Parameters stop requiring gradients (input gradients still flow); restored on exit."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def preserved_buffers(module: nn.Module):
+    """Buffers (BN statistics, spectral-norm vectors) are put back as they were on exit."""
+    saved = [(b, b.detach().clone()) for b in module.buffers()]
+    try:
+        yield module
+    finally:
+        for buffer, copy in saved:
+            buffer.data.copy_(copy)
+
+
+@contextmanager
+def as_critic(module: nn.Module, mode: str = "eval"):
+    """``module`` judges synthetic images without learning from them.
+
+    ``mode="eval"`` uses its running BatchNorm statistics (the DataFree toolkit's habit);
+    ``mode="train"`` uses batch statistics, as when it learns, and restores its buffers after.
+    """
+    if mode not in ("eval", "train"):
+        raise ValueError(f"critic mode must be 'eval' or 'train', got {mode!r}")
+    was_training = module.training
+    module.train(mode == "train")
+    try:
+        with frozen_parameters(module), preserved_buffers(module):
+            yield module
+    finally:
+        module.train(was_training)

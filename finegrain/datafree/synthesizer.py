@@ -1,0 +1,138 @@
+"""What makes the images a data-free student learns from.
+
+A synthesizer owns the thing that makes images (a generator, or a batch of pixels) and that
+thing's optimizer. The method gives it an *objective* — a function of a synthetic batch
+returning ``{"loss": ..., ...}`` — and :meth:`Synthesizer.synthesize` runs one forward pass for
+the loop to backpropagate and step. :meth:`Synthesizer.sample` hands the student a fresh batch,
+without gradients and without changing the synthesizer.
+
+Images leave a synthesizer normalized exactly as the teacher's real inputs were: the generator's
+``tanh`` output is mapped to [0, 1], then ``(x − mean)/std`` with the teacher's mean and std.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+from torch import nn
+
+from finegrain.config import option, register_section
+from finegrain.datafree.frozen import preserved_buffers
+from finegrain.engine.optim import build_scheduler
+from finegrain.models.generator import PAPER_CHANNELS, AttentionGenerator
+
+Objective = Callable[[torch.Tensor], dict]
+
+
+@register_section("generator")
+@dataclasses.dataclass
+class GeneratorConfig:
+    noise_dim: int = option(256, "length of the noise vector z ~ N(0, I) (paper: 256)")
+    channels: list = option(list(PAPER_CHANNELS), "widths: FC map, then the 4 up-blocks (paper: 512,256,128,64,64)")
+    attention_lambda: float = option(0.05, "λ of F + λ·softmax(A)⊙F in every block's SAM; 0 = plain DCGAN (paper: 0.05)")
+    sam_ratio: int = option(4, "SAM channel reduction r (spec: 4)")
+    softmax_axis: str = option("spatial", "SAM softmax over each channel's positions ×H·W, or over channels (spec: spatial)",
+                               choices=("spatial", "channel"))
+    leaky_slope: float = option(0.2, "LeakyReLU slope of the up-blocks (spec: 0.2)")
+    lr: float = option(1e-3, "generator Adam learning rate (paper: 1e-3)")
+    betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
+    weight_decay: float = option(0.0, "generator weight decay")
+    schedule: str = option("constant", "generator learning-rate schedule (spec: constant)", choices=("constant", "cosine"))
+
+
+class Normalizer(nn.Module):
+    """Between [0, 1] pixels and the teacher's normalized inputs."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, unit: torch.Tensor) -> torch.Tensor:
+        return (unit - self.mean) / self.std
+
+    def to_unit(self, images: torch.Tensor) -> torch.Tensor:
+        return (images * self.std + self.mean).clamp(0, 1)
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized values of pixel 0 and pixel 1, per channel."""
+        return self(torch.zeros_like(self.mean)), self(torch.ones_like(self.mean))
+
+
+class Synthesizer(nn.Module):
+    """Base: ``synthesize(objective)`` (one optimization step's losses) and ``sample(n)``."""
+
+    def __init__(self, mean, std, batch_size: int):
+        super().__init__()
+        self.normalizer = Normalizer(mean, std)
+        self.batch_size = batch_size
+        #: fresh synthetic images handed out so far in this process (for images/s figures)
+        self.images_made = 0
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def make_scheduler(self, optimizer, total_iterations: int, iterations_per_epoch: int):
+        return None
+
+    def synthesize(self, objective: Objective) -> dict:
+        raise NotImplementedError
+
+    def sample(self, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after each synthesizer optimizer step (clamp pixels, fill a pool ...)."""
+
+    def rank_local(self) -> list[str]:
+        """Names of parameters/buffers that differ between processes and DDP must not synchronise."""
+        return []
+
+    @property
+    def device(self) -> torch.device:
+        return self.normalizer.mean.device
+
+
+class GeneratorSynthesizer(Synthesizer):
+    """A generator ``G(z)``, trained by Adam on the method's objective, sampled with fresh noise."""
+
+    def __init__(self, generator: nn.Module, gen_cfg: GeneratorConfig, mean, std, batch_size: int):
+        super().__init__(mean, std, batch_size)
+        self.generator = generator
+        self.cfg = gen_cfg
+
+    @classmethod
+    def from_config(cls, gen_cfg: GeneratorConfig, image_size: int, mean, std, batch_size: int) -> "GeneratorSynthesizer":
+        generator = AttentionGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels,
+                                       attention_lambda=gen_cfg.attention_lambda, slope=gen_cfg.leaky_slope,
+                                       sam_ratio=gen_cfg.sam_ratio, softmax_axis=gen_cfg.softmax_axis)
+        return cls(generator, gen_cfg, mean, std, batch_size)
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.generator.parameters(), lr=self.cfg.lr, betas=tuple(self.cfg.betas),
+                                weight_decay=self.cfg.weight_decay)
+
+    def make_scheduler(self, optimizer, total_iterations: int, iterations_per_epoch: int):
+        from finegrain.config import ScheduleConfig
+
+        return build_scheduler(optimizer, ScheduleConfig(name=self.cfg.schedule), total_iterations, iterations_per_epoch)
+
+    def noise(self, n: int) -> torch.Tensor:
+        """Fresh z ~ N(0, I); each process draws its own (the loop seeds ranks differently)."""
+        return torch.randn(n, self.generator.noise_dim, device=self.device)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        return self.normalizer((self.generator(z) + 1) / 2)
+
+    def synthesize(self, objective: Objective) -> dict:
+        return objective(self.generate(self.noise(self.batch_size)))
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """A batch as the generator now makes it (train-mode BatchNorm), leaving its state untouched."""
+        with preserved_buffers(self.generator):
+            images = self.generate(self.noise(n))
+        self.images_made += n
+        return images

@@ -1,0 +1,127 @@
+"""DFKD-FGVC: data-free knowledge distillation for fine-grained visual categorization.
+
+Shao, Zhang, Yin & Wang, ICCV 2023 (arXiv 2404.12037); ``/work/shared/METHODS.md`` §2.
+
+A student learns a trained fine-grained teacher without any real training image. Per iteration
+(DF stage), ``t = 20`` generator steps then ``k = 15`` student steps, fresh noise every step.
+
+(a) **Attention generator** — a DCGAN with a spatial attention module in every block
+    (:class:`finegrain.models.generator.AttentionGenerator`, λ = ``generator.attention_lambda``).
+
+(b) **Generator objective** (Eq. 10): ``min_G α·L_BN − L_KD``, α = 0.3. ``L_BN`` matches the
+    synthetic batch's statistics to every teacher BatchNorm layer's running statistics;
+    ``−L_KD`` makes the generator seek images on which the student still disagrees with the
+    teacher. No one-hot, entropy or activation prior. Adam, lr 1e-3, betas (0.5, 0.999).
+
+(c) **Student objective** (Eq. 11): ``min_S L_KD + β·L_MHAD + γ·L_SFCL``, β = 10, γ = 8:
+    KL to the teacher's predictions, mixed high-order attention distillation at every stage
+    (:mod:`finegrain.losses.mhad`), and the teacher–student contrast of penultimate features
+    (:mod:`finegrain.losses.sfcl`). SGD momentum 0.9, lr 0.01, cosine, weight decay 5e-4
+    (the ``optim``/``schedule`` sections).
+
+Ablation switches (paper Tables 3–5): ``dfkd.mhad``, ``dfkd.sfcl``, ``generator.attention_lambda=0``,
+``mhad.order``, ``mhad.form``. The MHA modules, adapters and SFCL heads train with the student
+and are not part of the deployed classifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from finegrain.config import option, register_section
+from finegrain.datafree.bn_hooks import BNStatsHooks
+from finegrain.datafree.distiller import DataFreeDistiller
+from finegrain.losses.bn_stats import BNStatsLoss
+from finegrain.losses.mhad import MHADLoss, pair_stages
+from finegrain.losses.sfcl import SemanticContrastLoss
+from finegrain.methods import register_method
+
+
+@register_section("dfkd")
+@dataclasses.dataclass
+class DFKDConfig:
+    alpha: float = option(0.3, "α: weight of L_BN in the generator objective α·L_BN − L_KD (paper: 0.3)")
+    beta: float = option(10.0, "β: weight of L_MHAD in the student objective (paper: 10)")
+    gamma: float = option(8.0, "γ: weight of L_SFCL in the student objective (paper: 8)")
+    mhad: bool = option(True, "use mixed high-order attention distillation (ablation switch)")
+    sfcl: bool = option(True, "use semantic feature contrast learning (ablation switch)")
+
+
+@register_section("mhad")
+@dataclasses.dataclass
+class MHADConfig:
+    order: int = option(3, "R: highest attention order, 1..3 (paper: 3)")
+    reduction: int = option(4, "channel reduction C' = C/reduction of the order projections (spec: 4)")
+    form: str = option("shared", "MHA modules shared by both sides and trained, or fixed at a seeded random init (spec)",
+                       choices=("shared", "frozen_random"))
+    normalize: bool = option(True, "L2-normalize each side's attended map per sample: the collapse guard (spec)")
+    loss_reduction: str = option("batch_mean", "squared distance of unit maps averaged over the batch, or also over values (spec)",
+                                 choices=("batch_mean", "element_mean"))
+    min_reduction: int = option(4, "stages with stride >= this (timm feature info); 4 skips the stem: ResNet layer1..4")
+    seed: int = option(0, "init seed of frozen_random modules")
+
+
+@register_section("sfcl")
+@dataclasses.dataclass
+class SFCLConfig:
+    temperature: float = option(0.07, "τ of the InfoNCE (spec: 0.07)")
+    dim: int = option(128, "embedding size of the MLP heads (spec: 128)")
+    hidden_dim: int = option(0, "hidden width of both heads; 0 = the teacher's feature width (paper §5.2)")
+    anchors: str = option("teacher", "anchor the teacher embeddings (paper) or both sides", choices=("teacher", "both"))
+
+
+@register_method("dfkd-fgvc", "data-free KD for FGVC: attention generator + BN statistics, MHAD + SFCL student losses",
+                 "Shao et al., ICCV 2023, arXiv 2404.12037")
+class DFKDFGVC(DataFreeDistiller):
+    def __init__(self, cfg, class_names, **context):
+        super().__init__(cfg, class_names, **context)
+        self.bn_hooks = BNStatsHooks(self.teacher)
+        self.bn_loss = BNStatsLoss()
+        dfkd = cfg.dfkd
+        self.mhad = self._build_mhad(cfg.mhad) if dfkd.mhad else None
+        self.sfcl = self._build_sfcl(cfg.sfcl) if dfkd.sfcl else None
+
+    def _build_mhad(self, m) -> MHADLoss:
+        self.teacher_stages, self.student_stages = pair_stages(self.teacher.net, self.student, m.min_reduction)
+        return MHADLoss([self.teacher.net.stage_channels[i] for i in self.teacher_stages],
+                        [self.student.stage_channels[i] for i in self.student_stages],
+                        order=m.order, reduction=m.reduction, form=m.form, normalize=m.normalize,
+                        loss_reduction=m.loss_reduction, seed=m.seed)
+
+    def _build_sfcl(self, s) -> SemanticContrastLoss:
+        return SemanticContrastLoss(self.teacher.feature_dim, self.student.feature_dim, out_dim=s.dim,
+                                    hidden_dim=s.hidden_dim, temperature=s.temperature, anchors=s.anchors)
+
+    # (b) generator objective, Eq. 10: α·L_BN − L_KD
+    def synthesis_objective(self, images: torch.Tensor) -> dict:
+        with self.bn_hooks.collect() as stats:
+            teacher_logits = self.teacher(images)
+        bn = self.bn_loss(stats)
+        kd = self.kd_loss(self.student(images), teacher_logits)
+        loss = self.cfg.dfkd.alpha * bn - kd
+        return {"loss": loss, "bn": bn.detach(), "kd": kd.detach()}
+
+    # (c) student objective, Eq. 11: L_KD + β·L_MHAD + γ·L_SFCL
+    def student_objective(self, images: torch.Tensor) -> dict:
+        stages = self.mhad is not None
+        with torch.no_grad():
+            teacher = self.teacher.forward_taps(images, stages=stages)
+        student = self.student.forward_taps(images, stages=stages)
+        kd = self.kd_loss(student.logits, teacher.logits)
+        loss, logs = kd, {"kd": kd.detach()}
+        if self.mhad is not None:
+            mhad = self.mhad([teacher.stages[i] for i in self.teacher_stages],
+                             [student.stages[i] for i in self.student_stages])
+            loss = loss + self.cfg.dfkd.beta * mhad
+            logs["mhad"] = mhad.detach()
+        if self.sfcl is not None:
+            sfcl = self.sfcl(teacher.pooled, student.pooled)
+            loss = loss + self.cfg.dfkd.gamma * sfcl
+            logs["sfcl"] = sfcl.detach()
+        return {"loss": loss, **logs}
+
+    def student_extra_parameters(self):
+        modules = [m for m in (self.mhad, self.sfcl) if m is not None]
+        return [p for m in modules for p in m.parameters()]

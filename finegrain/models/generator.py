@@ -1,0 +1,126 @@
+"""The attention generator of DFKD-FGVC (paper Table 6): a DCGAN whose every block carries a
+spatial attention module (SAM), so synthetic images put detail where a fine-grained teacher
+looks instead of spreading texture uniformly.
+
+    FC(z) → reshape C₀ × s/16 × s/16 → BN
+    4 × [3×3 ConvTranspose, stride 2 (spectral norm) → LeakyReLU → SAM]   C₀…C₄ = 512,256,128,64,64
+    3×3 conv C₄→3 → tanh
+
+SAM is an encoder–decoder on a block's features ``F`` (C channels, ratio r): ``1×1 C→C/r``;
+``3×3 C/r→2C/r, BN, ReLU, maxpool (indices kept)``; ``3×3 2C/r→4C/r, BN, ReLU``;
+``3×3 deconv 4C/r→2C/r, BN, ReLU, max-unpool with the same indices``; ``3×3 deconv 2C/r→C/r,
+BN, ReLU``; ``1×1 C/r→C`` → attention ``A``. Reusing the pool's indices puts the decoder's
+activations back exactly where the encoder found its maxima. Output ``F + λ·softmax(A)⊙F``.
+
+finegrain's reading (spec, configurable): LeakyReLU slope 0.2, r = 4, softmax over the spatial
+positions of each channel multiplied by H·W (a uniform attention is 1, so λ scales a
+re-weighting, not a shrinking), and for sizes that are not multiples of 16 the last map is
+center-cropped to the size asked for. ``λ = 0`` skips SAM: the output is exactly the plain
+DCGAN's. ``forward`` returns the tanh image in [-1, 1]; the synthesizer maps it to the teacher's
+normalization.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+PAPER_CHANNELS = (512, 256, 128, 64, 64)
+SOFTMAX_AXES = ("spatial", "channel")
+
+
+def conv_bn_relu(cin: int, cout: int, transposed: bool = False) -> nn.Sequential:
+    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, 3, padding=1)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SpatialAttention(nn.Module):
+    """SAM: encoder–decoder attention whose max-unpool reuses the max-pool's indices."""
+
+    def __init__(self, channels: int, ratio: int = 4, softmax_axis: str = "spatial"):
+        super().__init__()
+        if softmax_axis not in SOFTMAX_AXES:
+            raise ValueError(f"SAM softmax axis must be one of {SOFTMAX_AXES}, got {softmax_axis!r}")
+        c = max(1, channels // ratio)
+        self.reduce = nn.Conv2d(channels, c, 1)
+        self.encode1 = conv_bn_relu(c, 2 * c)
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.encode2 = conv_bn_relu(2 * c, 4 * c)
+        self.decode1 = conv_bn_relu(4 * c, 2 * c, transposed=True)
+        self.unpool = nn.MaxUnpool2d(2)
+        self.decode2 = conv_bn_relu(2 * c, c, transposed=True)
+        self.expand = nn.Conv2d(c, channels, 1)
+        self.softmax_axis = softmax_axis
+
+    def attention_logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encode1(self.reduce(x))
+        before_pool = h.shape[-2:]
+        h, indices = self.pool(h)
+        h = self.decode1(self.encode2(h))
+        h = self.unpool(h, indices, output_size=before_pool)
+        return self.expand(self.decode2(h))
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """softmax(A), scaled so that a uniform attention is 1 everywhere."""
+        a = self.attention_logits(x)
+        if self.softmax_axis == "spatial":
+            b, c, h, w = a.shape
+            return F.softmax(a.flatten(2), dim=2).view(b, c, h, w) * (h * w)
+        return F.softmax(a, dim=1) * a.shape[1]
+
+    def forward(self, x: torch.Tensor, strength: float) -> torch.Tensor:
+        return x + strength * (self.weights(x) * x)
+
+
+class UpBlock(nn.Module):
+    """×2 transposed conv (spectral norm) → LeakyReLU → SAM (skipped when λ = 0)."""
+
+    def __init__(self, cin: int, cout: int, *, slope: float, ratio: int, softmax_axis: str, attention: bool):
+        super().__init__()
+        self.up = spectral_norm(nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1))
+        self.act = nn.LeakyReLU(slope, inplace=True)
+        self.sam = SpatialAttention(cout, ratio, softmax_axis) if attention else None
+
+    def forward(self, x: torch.Tensor, strength: float) -> torch.Tensor:
+        x = self.act(self.up(x))
+        if self.sam is None or strength == 0:
+            return x
+        return self.sam(x, strength)
+
+
+class AttentionGenerator(nn.Module):
+    """``G(z) ∈ [-1, 1]^{3×s×s}``; ``attention_lambda`` is λ of ``F + λ·softmax(A)⊙F``."""
+
+    def __init__(self, image_size: int, noise_dim: int = 256, channels=PAPER_CHANNELS, *,
+                 attention_lambda: float = 0.05, slope: float = 0.2, sam_ratio: int = 4,
+                 softmax_axis: str = "spatial"):
+        super().__init__()
+        channels = list(channels)
+        if len(channels) != 5:
+            raise ValueError(f"generator channels: 5 widths (FC + 4 blocks), got {channels}")
+        self.image_size, self.noise_dim = image_size, noise_dim
+        self.attention_lambda = float(attention_lambda)
+        self.init_size = math.ceil(image_size / 16)
+        self.fc = nn.Linear(noise_dim, channels[0] * self.init_size ** 2)
+        self.bn = nn.BatchNorm2d(channels[0])
+        self.blocks = nn.ModuleList(
+            UpBlock(cin, cout, slope=slope, ratio=sam_ratio, softmax_axis=softmax_axis,
+                    attention=self.attention_lambda != 0)
+            for cin, cout in zip(channels[:-1], channels[1:]))
+        self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.fc(z).view(z.shape[0], -1, self.init_size, self.init_size)
+        x = self.bn(x)
+        for block in self.blocks:
+            x = block(x, self.attention_lambda)
+        x = torch.tanh(self.to_rgb(x))
+        extra = x.shape[-1] - self.image_size
+        if extra:
+            start = extra // 2
+            x = x[..., start:start + self.image_size, start:start + self.image_size]
+        return x
