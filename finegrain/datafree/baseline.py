@@ -1,0 +1,44 @@
+"""The common shape of the generator-based baselines (ZSKT, DAFL, DFQ, CMI, MAD).
+
+Each trains a generator on an :class:`~finegrain.datafree.inversion.InversionObjective` — its
+own weights of the adversarial, BatchNorm-statistics, one-hot, activation and class-balance
+terms — and a student by the distiller's KD, unless it says otherwise. A subclass gives
+:meth:`synthesis_weights` and overrides only what its paper changes.
+
+The generator is the plain DCGAN of the ``generator`` section (its spatial attention off, as for
+DFAD): the attention generator is DFKD-FGVC's own contribution, and the baselines of its Table 1
+ran without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from finegrain.datafree.distiller import DataFreeDistiller
+from finegrain.datafree.inversion import InversionObjective, SynthesisWeights
+from finegrain.datafree.synthesizer import GeneratorSynthesizer
+
+
+def plain_generator_synthesizer(cfg, cls=GeneratorSynthesizer, **extra) -> GeneratorSynthesizer:
+    """A ``cls`` synthesizer around the ``generator`` section's DCGAN with spatial attention off."""
+    d = cfg.data
+    plain = dataclasses.replace(cfg.generator, attention_lambda=0.0)
+    generator = GeneratorSynthesizer.from_config(plain, d.image_size, d.mean, d.std, d.batch_size).generator
+    return cls(generator, plain, d.mean, d.std, d.batch_size, **extra)
+
+
+class GeneratorBaseline(DataFreeDistiller):
+    def __init__(self, cfg, class_names, **context):
+        super().__init__(cfg, class_names, **context)
+        self.priors = InversionObjective(self.teacher, self.kd_loss, self.synthesis_weights(cfg))
+
+    def synthesis_weights(self, cfg) -> SynthesisWeights:
+        raise NotImplementedError
+
+    def build_synthesizer(self) -> GeneratorSynthesizer:
+        return plain_generator_synthesizer(self.cfg)
+
+    def synthesis_objective(self, images: torch.Tensor) -> dict:
+        return self.priors(images, self.teacher, self.student)[0]

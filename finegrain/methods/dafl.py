@@ -1,0 +1,38 @@
+"""DAFL: data-free learning of student networks (Chen et al., ICCV 2019); METHODS.md §3.
+
+The generator is not adversarial: it is trained to make images the *teacher* treats like real
+data, with three priors on the teacher's response (:mod:`finegrain.losses.datafree_priors`):
+
+    L_G = L_oh + 0.1·L_a + 5·L_ie
+
+``L_oh`` (confident predictions: CE against their own argmax), ``L_a`` (strong penultimate
+features: −mean |v|) and ``L_ie`` (a batch covering the classes evenly: here
+``log K − H(mean prediction)``, DAFL's −H plus a constant). The student then learns by KD on
+``G(z)``, the framework's default student objective. The generator is the plain DCGAN of the
+``generator`` section (spatial attention off, :mod:`finegrain.datafree.baseline`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from finegrain.config import option, register_section
+from finegrain.datafree.baseline import GeneratorBaseline
+from finegrain.datafree.inversion import SynthesisWeights
+from finegrain.methods import register_method
+
+
+@register_section("dafl")
+@dataclasses.dataclass
+class DAFLConfig:
+    onehot_weight: float = option(1.0, "weight of L_oh, CE of teacher logits vs their argmax (DAFL: 1)")
+    activation_weight: float = option(0.1, "weight of L_a = −mean |teacher features| (DAFL: 0.1)")
+    entropy_weight: float = option(5.0, "weight of L_ie, the class-balance (information entropy) term (DAFL: 5)")
+
+
+@register_method("dafl", "DAFL: non-adversarial generator with one-hot, activation and entropy priors; student KD",
+                 "Chen et al., ICCV 2019, arXiv 1904.01186")
+class DAFL(GeneratorBaseline):
+    def synthesis_weights(self, cfg):
+        c = cfg.dafl
+        return SynthesisWeights(onehot=c.onehot_weight, activation=c.activation_weight, balance=c.entropy_weight)

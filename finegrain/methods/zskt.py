@@ -1,0 +1,56 @@
+"""ZSKT: zero-shot knowledge transfer via adversarial belief matching (Micaelli & Storkey,
+NeurIPS 2019); METHODS.md §3.
+
+An adversarial game like DFAD's, on the KL divergence instead of the L1 logit gap:
+
+* generator: ``max_G KL`` — images on which the student's beliefs still differ from the
+  teacher's (the plain DCGAN of the ``generator`` section, spatial attention off);
+* student: ``min_S KL + β·L_AT`` — besides the predictions, the student matches the teacher's
+  normalized spatial attention maps (:mod:`finegrain.losses.attention_transfer`) at each paired
+  stage (the deepest stages of equal stride, as MHAD pairs them; maps resized to the teacher's).
+
+ZSKT's β = 250 and p = 2 are the defaults. Budgets (``distill.generator_steps``/``student_steps``)
+are the framework's, the same for every method, rather than ZSKT's own 1:10 ratio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from finegrain.config import option, register_section
+from finegrain.datafree.baseline import GeneratorBaseline
+from finegrain.datafree.inversion import SynthesisWeights
+from finegrain.losses.attention_transfer import AttentionTransfer
+from finegrain.losses.mhad import pair_stages
+from finegrain.methods import register_method
+
+
+@register_section("zskt")
+@dataclasses.dataclass
+class ZSKTConfig:
+    attention_weight: float = option(250.0, "β: weight of attention transfer in the student loss (ZSKT: 250)")
+    attention_p: float = option(2.0, "p of the attention map mean_c |F|^p (ZSKT: 2)")
+    min_reduction: int = option(4, "stages with stride >= this are paired (timm feature info); 4 skips the stem")
+
+
+@register_method("zskt", "zero-shot KT: adversarial KL generator, student KD + attention transfer",
+                 "Micaelli & Storkey, NeurIPS 2019, arXiv 1905.09768")
+class ZSKT(GeneratorBaseline):
+    def __init__(self, cfg, class_names, **context):
+        super().__init__(cfg, class_names, **context)
+        self.teacher_stages, self.student_stages = pair_stages(self.teacher.net, self.student, cfg.zskt.min_reduction)
+        self.attention = AttentionTransfer(cfg.zskt.attention_p)
+
+    def synthesis_weights(self, cfg):
+        return SynthesisWeights(adversarial=1.0)
+
+    def student_objective(self, images: torch.Tensor) -> dict:
+        with torch.no_grad():
+            teacher = self.teacher.forward_taps(images, stages=True)
+        student = self.student.forward_taps(images, stages=True)
+        kd = self.kd_loss(student.logits, teacher.logits)
+        at = self.attention([student.stages[i] for i in self.student_stages],
+                            [teacher.stages[i] for i in self.teacher_stages])
+        return {"loss": kd + self.cfg.zskt.attention_weight * at, "kd": kd.detach(), "at": at.detach()}
