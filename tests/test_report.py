@@ -139,3 +139,22 @@ def test_most_confused_ranks_off_diagonal_counts():
     pairs = most_confused(confusion, ["a", "b", "c"], k=2)
     assert [(p.true_class, p.predicted_class, p.count) for p in pairs] == [("c", "b", 3), ("a", "b", 3)]
     assert pairs[0].rate == pytest.approx(0.6)
+
+
+def test_data_free_run_report_shows_synthetic_images_and_teacher_confidence(tiny_run, tmp_path):
+    """A 2-iteration DFAD run from the tiny teacher: the page gets the synthetic grid and the
+    per-class table (uses finegrain.viz.synthetic)."""
+    from finegrain.viz.report import build_report
+
+    teacher, data = tiny_run
+    cfg = tiny_config(data, tmp_path / "runs", **{
+        "train.epochs": 1, "train.run_name": "student", "method.name": "dfad", "distill.teacher": str(teacher),
+        "distill.student": "test_resnet", "distill.generator_steps": 1, "distill.student_steps": 1,
+        "train.iterations_per_epoch": 2})
+    run = Path(fit(cfg)["run_dir"])
+    page = build_report(run, num_samples=3)
+    links = parse(page)
+    assert "synthetic.png" in links.hrefs and (page.parent / "synthetic.png").read_bytes().startswith(PNG_MAGIC)
+    text = " ".join(links.text)
+    assert "Synthesized images" in text and "mean teacher confidence %" in text
+    assert re.search(r"the teacher assigns the 64 images to [1-3] of 3 classes", text)

@@ -246,8 +246,11 @@ class ReportBuilder:
             self.page.note(f"no checkpoint with the generator in {self.run_dir / 'checkpoints'}")
             return
         grid, stats = synthetic_grid(found[0], n=64, seed=0)
-        self.page.picture("synthetic", grid, f"from {found[0].name}, 64 samples, seed 0")
-        self.page.table(synthetic_rows(stats))
+        self.page.picture("synthetic", grid, f"from {found[0].name}, {stats['n']} samples, seed {stats['seed']}; "
+                                             f"under each: the teacher's class and confidence")
+        self.page.note(f"the teacher assigns the {stats['n']} images to {stats['classes_covered']} of "
+                       f"{len(self.class_names)} classes, mean confidence {100 * stats['mean_confidence']:.1f}%")
+        self.page.table(synthetic_rows(stats, self.class_names), bars={"synthetic images": float(stats["n"])})
 
     def section_config(self) -> None:
         self.page.heading("Configuration")
@@ -255,15 +258,13 @@ class ReportBuilder:
         self.page.preformatted(path.read_text() if path.is_file() else json.dumps(self.meta.get("config", {}), indent=2))
 
 
-def synthetic_rows(stats: dict) -> list[dict]:
-    """The statistics ``synthetic_grid`` returns, as table rows (a dict of per-class dicts or scalars)."""
-    rows = []
-    for key, value in stats.items():
-        if isinstance(value, dict):
-            rows.append({"": key, **{k: v for k, v in value.items()}})
-        else:
-            rows.append({"": key, "value": value})
-    return rows
+def synthetic_rows(stats: dict, class_names: list[str]) -> list[dict]:
+    """Per teacher class: how many synthetic images the teacher assigns to it, with what confidence."""
+    counts, confidence = stats["class_counts"], stats["mean_confidence_per_class"]
+    rows = [{"teacher class": name, "synthetic images": counts.get(name, 0),
+             "mean teacher confidence %": 100.0 * confidence[name] if name in confidence else "-"}
+            for name in class_names]
+    return sorted(rows, key=lambda r: (-r["synthetic images"], r["teacher class"]))
 
 
 def build_report(run_dir, out_dir=None, data_root=None, device: str = "cpu", num_samples: int = 24) -> Path:
