@@ -166,7 +166,7 @@ class ReportBuilder:
                  "training time": f"{s['train_seconds']:.0f} s" if "train_seconds" in s else "-",
                  "training images/s": f"{s['images_per_s']:.1f}" if s.get("images_per_s") else "-",
                  "finegrain version": m.get("finegrain_version", "-")}
-        page.table([{"": k, "value": v} for k, v in facts.items()])
+        page.table([{"": k, "value": str(v)} for k, v in facts.items()])
 
     def section_curves(self) -> None:
         path = self.run_dir / "metrics.csv"
@@ -176,7 +176,8 @@ class ReportBuilder:
             self.page.note(f"{path} is missing or empty")
             return
         self.page.picture("curves", curves_figure(rows),
-                          "losses per phase (faint: per step, bold: running mean), learning rate, accuracy")
+                          "losses per phase (per step, or per-epoch means where steps were logged more sparsely; long "
+                          "per-step curves: faint raw, bold running mean), learning rate, accuracy")
 
     def test_result(self, data_cfg, test) -> dict | None:
         result = read_json(self.run_dir / "eval_test.json")
