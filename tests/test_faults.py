@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,7 +118,7 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_with_the_same_weights(data, tmp
     assert_same_weights(weights(out / "run"), uninterrupted)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_writes_a_checkpoint_and_resume_finishes_identically(sig, data, tmp_path, uninterrupted):
     out = tmp_path / "runs"
     proc = start_slow(train_args(data, out))
@@ -140,11 +141,19 @@ def test_signal_writes_a_checkpoint_and_resume_finishes_identically(sig, data, t
 
 
 # ----------------------------------------------------------------------- checkpoints that do not fit
+@pytest.fixture(scope="module")
+def finished_run(data, tmp_path_factory) -> Path:
+    """A finished 2-epoch run with its checkpoints after epoch 1 and epoch 2 (trained once, in-process)."""
+    out = tmp_path_factory.mktemp("finished") / "runs"
+    fit(tiny_config(data, out, **{"train.epochs": 2}))
+    return out
+
+
 @pytest.fixture
-def two_checkpoints(data, tmp_path) -> tuple:
-    """A finished 2-epoch run with its checkpoints after epoch 1 and epoch 2 (in-process, fast)."""
+def two_checkpoints(data, finished_run, tmp_path) -> tuple:
+    """A private copy of ``finished_run`` that a test may damage: (config, newest, older sidecar)."""
+    shutil.copytree(finished_run, tmp_path / "runs")
     cfg = tiny_config(data, tmp_path / "runs", **{"train.epochs": 2})
-    fit(cfg)
     newest, older = ckpt.list_checkpoints(tmp_path / "runs" / "run" / "checkpoints")
     assert "e002" in newest.name and "e001" in older.name
     return cfg, newest, older
