@@ -116,3 +116,160 @@ def test_ema_copy_updates_by_the_set_momentum():
             assert torch.equal(after[key], source[key]), key
     with pytest.raises(ValueError, match="momentum"):
         EmaCopy(live, momentum=1.5)
+
+
+# ================================================================ the methods on tiny models
+from finegrain import methods  # noqa: E402
+from finegrain.engine.loop import fit  # noqa: E402
+
+from conftest import make_imagefolder, tiny_config  # noqa: E402
+
+BASELINES = ["zskt", "dafl", "dfq", "cmi", "mad"]
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    """A test_resnet teacher trained one epoch with the supervised method on the tiny fixture."""
+    root = tmp_path_factory.mktemp("baselines")
+    data = make_imagefolder(root / "data")
+    summary = fit(tiny_config(data, root / "runs", train__epochs=1, train__run_name="teacher"))
+    return data, root, summary["run_dir"]
+
+
+def baseline_config(teacher_run, name, **overrides):
+    data, root, teacher = teacher_run
+    settings = dict(method__name=name, train__epochs=1, train__run_name=name, train__iterations_per_epoch=2,
+                    distill__teacher=teacher, distill__student="test_resnet", distill__generator_steps=1,
+                    distill__student_steps=1, generator__noise_dim=16, cmi__bank_size=6)
+    cfg = tiny_config(data, root / "runs", **{**settings, **overrides})
+    cfg.generator.channels = [32, 16, 16, 8, 8]
+    return cfg
+
+
+def build(teacher_run, name, **overrides):
+    cfg = baseline_config(teacher_run, name, **overrides)
+    info = methods.get(name)
+    info.cls.prepare_config(cfg)
+    torch.manual_seed(0)
+    method = methods.create(name, cfg, info.cls.class_names_from_config(cfg), num_train=0, world_size=1)
+    method.train()
+    return method, method.configure_phases(4, 2)
+
+
+def run_phase(method, phase):
+    out = method.step(phase.name)
+    phase.optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    phase.optimizer.step()
+    method.on_optimizer_step(phase.name)
+    return out
+
+
+def snapshot(module: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before: dict, module: nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def synthesizer_parts(method) -> dict:
+    synth = method.synthesizer
+    parts = {"generator": synth.generator}
+    for name in ("head", "ema"):
+        if hasattr(synth, name):
+            parts[name] = getattr(synth, name)
+    return parts
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_registered_with_description_and_paper(name):
+    info = methods.get(name)
+    assert info.description and info.paper
+    assert not info.cls.needs_train_data
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_generator_step_changes_only_the_synthesizer(teacher_run, name):
+    method, (generator_phase, student_phase) = build(teacher_run, name)
+    student, teacher, parts = snapshot(method.student), snapshot(method.teacher), synthesizer_parts(method)
+    before = {k: snapshot(m) for k, m in parts.items()}
+    out = run_phase(method, generator_phase)
+    assert torch.isfinite(out["loss"])
+    assert not changed(student, method.student), "the student critic must not change"
+    assert not changed(teacher, method.teacher)
+    for key, module in parts.items():
+        assert changed(before[key], module), f"{key} did not change"
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_student_step_changes_only_the_student_and_sees_synthetic_images(teacher_run, name):
+    method, (generator_phase, student_phase) = build(teacher_run, name)
+    run_phase(method, generator_phase)
+    student, teacher, parts = snapshot(method.student), snapshot(method.teacher), synthesizer_parts(method)
+    before = {k: snapshot(m) for k, m in parts.items()}
+    out = run_phase(method, student_phase)
+    assert changed(student, method.student)
+    assert out["kd"] > 0
+    assert not changed(teacher, method.teacher)
+    for key, module in parts.items():
+        assert not changed(before[key], module), f"{key} changed in a student step"
+    # What the student learns from: normalized images of the teacher's size (CMI: from its pool).
+    images = method.synthesizer.sample(6)
+    assert images.shape == (6, 3, 32, 32) and images.std() > 0
+    low, high = method.synthesizer.normalizer.bounds()
+    assert (images >= low - 1e-4).all() and (images <= high + 1e-4).all()
+
+
+def test_no_gradient_reaches_the_teacher_and_it_stays_in_eval_mode(teacher_run):
+    method, (generator_phase, _) = build(teacher_run, "dfq")
+    method.step("generator")["loss"].backward()
+    assert not method.teacher.training
+    assert all(p.grad is None for p in method.teacher.parameters())
+
+
+def test_dafl_generator_ignores_the_student(teacher_run):
+    method, (generator_phase, _) = build(teacher_run, "dafl")
+    method.step("generator")["loss"].backward()
+    assert all(p.grad is None for p in method.student.parameters())
+    assert set(method.step("generator")) == {"loss", "onehot", "activation", "balance"}
+
+
+def test_zskt_student_loss_includes_attention_transfer(teacher_run):
+    method, _ = build(teacher_run, "zskt", zskt__attention_weight=0.0)
+    out = method.step("student")
+    assert out["at"] > 0 and torch.allclose(out["loss"], out["kd"])
+    assert len(method.student_stages) == len(method.teacher_stages) >= 1
+
+
+def test_mad_ema_generator_follows_by_the_set_momentum(teacher_run):
+    method, (generator_phase, _) = build(teacher_run, "mad", mad__momentum=0.75)
+    synth = method.synthesizer
+    ema_before = {k: v.clone() for k, v in synth.ema.module.named_parameters()}
+    run_phase(method, generator_phase)
+    live = dict(synth.generator.named_parameters())
+    for key, old in ema_before.items():
+        expected = 0.75 * old + 0.25 * live[key].detach()
+        assert torch.allclose(synth.ema.module.get_parameter(key), expected, atol=1e-6), key
+    synth.images_made = 0
+    assert synth.sample(8).shape[0] == 8 and synth.images_made == 8   # 4 live + 4 from the EMA copy
+
+
+def test_cmi_fills_pool_and_bank_each_generator_step(teacher_run):
+    method, (generator_phase, _) = build(teacher_run, "cmi")
+    synth = method.synthesizer
+    with pytest.raises(RuntimeError, match="empty"):
+        synth.sample(2)
+    out = run_phase(method, generator_phase)
+    assert len(synth.pool) == 4 and int(synth.bank.count) == 4 and out["contrast"] > 0
+    run_phase(method, generator_phase)
+    assert len(synth.pool) == 8 and int(synth.bank.count) == 6      # bank_size 6: FIFO from here on
+    assert torch.allclose(synth.bank.contents().norm(dim=1), torch.ones(6))
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_tiny_end_to_end_fit(teacher_run, name):
+    summary = fit(baseline_config(teacher_run, name, train__iterations_per_epoch=1))
+    assert summary["method"] == name
+    assert 0.0 <= summary["test_top1"] <= 100.0
+    assert summary["checkpoint"]
