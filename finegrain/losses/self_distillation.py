@@ -4,23 +4,18 @@ The raw view is the one the deployed model sees, so by default its (detached) so
 prediction teaches the augmented view: the network learns to find the same subcategory evidence
 when SSDP has hidden or enlarged parts of the image, without a separate teacher network.
 finegrain's reading (METHODS.md §1, spec): ``T²·KL(σ(h(x)/T) ‖ σ(h(x̃)/T))`` with T = 4; the
-direction and a symmetric form are options.
+direction and a symmetric form are options. The KL itself is the shared
+:class:`~finegrain.losses.kd.KLDivergence`; this module adds which side teaches and the stop-gradient.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from finegrain.losses.kd import KLDivergence
+
 DIRECTIONS = ("raw_to_aug", "aug_to_raw")
-
-
-def distill_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``T²·KL(σ(t/T) ‖ σ(s/T))`` averaged over the batch; the teacher side carries no gradient."""
-    teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
-    student = F.log_softmax(student_logits.float() / temperature, dim=1)
-    return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * temperature**2
 
 
 class SelfDistillationLoss(nn.Module):
@@ -28,12 +23,16 @@ class SelfDistillationLoss(nn.Module):
         super().__init__()
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        self.temperature, self.direction, self.symmetric = temperature, direction, symmetric
+        self.direction, self.symmetric = direction, symmetric
+        self.kl = KLDivergence(temperature, direction="teacher_student")  # KL(teacher ‖ student)
+
+    def distill(self, teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+        """The teacher side carries no gradient."""
+        return self.kl(student_logits, teacher_logits.detach())
 
     def forward(self, raw_logits: torch.Tensor, aug_logits: torch.Tensor) -> torch.Tensor:
-        raw_teaches = distill_kl(raw_logits, aug_logits, self.temperature)
         if self.symmetric:
-            return 0.5 * (raw_teaches + distill_kl(aug_logits, raw_logits, self.temperature))
+            return 0.5 * (self.distill(raw_logits, aug_logits) + self.distill(aug_logits, raw_logits))
         if self.direction == "aug_to_raw":
-            return distill_kl(aug_logits, raw_logits, self.temperature)
-        return raw_teaches
+            return self.distill(aug_logits, raw_logits)
+        return self.distill(raw_logits, aug_logits)
