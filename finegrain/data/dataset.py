@@ -7,6 +7,7 @@ the same crops and flips as an uninterrupted single-process run.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -36,6 +37,8 @@ class FGVCDataset(Dataset):
         if cache or skip_bad_images:
             samples, images = self._decode_all(samples, skip_bad_images)
             self._cache = images if cache else None
+        else:
+            _check_files_exist(samples, name)
         self.samples = samples
         self.targets = [label for _, label in samples]
 
@@ -70,3 +73,11 @@ class FGVCDataset(Dataset):
             torch.manual_seed(sample_seed(self.seed, self.epoch, index))
             image = self.augment(image)
         return image, label
+
+
+def _check_files_exist(samples, name: str) -> None:
+    """A split file naming a missing image fails now, not hours later when the loader reaches it."""
+    missing = [path for path, _ in samples if not os.path.isfile(path)]
+    if missing:
+        raise DataError(f"{missing[0]}: image file not found ({len(missing)} of the {len(samples)} {name} images are missing; "
+                        f"--skip-bad-images skips them)")
