@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from finegrain.datafree.ema import EmaCopy
+from finegrain.datafree.inversion import SynthesisWeights
 from finegrain.datafree.memory_bank import InstanceContrast, MemoryBank
 from finegrain.losses.attention_transfer import AttentionTransfer, spatial_attention
 from finegrain.losses.datafree_priors import ActivationLoss, ClassBalanceLoss, OneHotLoss
@@ -68,20 +69,20 @@ def test_class_balance_zero_when_batch_covers_classes_evenly():
 # ----------------------------------------------------------------------------- CMI memory bank
 def test_memory_bank_is_fifo_and_normalizes():
     bank = MemoryBank(dim=2, size=3)
-    assert bank.contents().shape == (0, 2)
+    assert bank.embeddings().shape == (0, 2)
     rows = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0], [-1.0, 0.0]])
     bank.add(rows[:2])
-    assert torch.allclose(bank.contents(), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    assert torch.allclose(bank.embeddings(), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     bank.add(rows[2:])   # fills the last slot, then overwrites the oldest entry
-    assert torch.allclose(bank.contents(), torch.tensor([[0.0, 1.0], [0.6, 0.8], [-1.0, 0.0]]))
+    assert torch.allclose(bank.embeddings(), torch.tensor([[0.0, 1.0], [0.6, 0.8], [-1.0, 0.0]]))
     state = bank.state_dict()
-    assert {"features", "pointer", "count"} <= set(state)
+    assert {"features", "pointer"} <= set(state) and len(bank) == 3
 
 
 def test_memory_bank_keeps_only_the_newest_when_a_batch_overflows():
     bank = MemoryBank(dim=1, size=2)
     bank.add(torch.tensor([[1.0], [-1.0], [2.0]]))
-    assert torch.allclose(bank.contents(), torch.tensor([[-1.0], [1.0]]))
+    assert torch.allclose(bank.embeddings(), torch.tensor([[-1.0], [1.0]]))
 
 
 def test_instance_contrast_lowest_for_identical_views():
@@ -261,10 +262,10 @@ def test_cmi_fills_pool_and_bank_each_generator_step(teacher_run):
     with pytest.raises(RuntimeError, match="empty"):
         synth.sample(2)
     out = run_phase(method, generator_phase)
-    assert len(synth.pool) == 4 and int(synth.bank.count) == 4 and out["contrast"] > 0
+    assert len(synth.pool) == 4 and len(synth.bank) == 4 and out["contrast"] > 0
     run_phase(method, generator_phase)
-    assert len(synth.pool) == 8 and int(synth.bank.count) == 6      # bank_size 6: FIFO from here on
-    assert torch.allclose(synth.bank.contents().norm(dim=1), torch.ones(6))
+    assert len(synth.pool) == 8 and len(synth.bank) == 6      # bank_size 6: FIFO from here on
+    assert torch.allclose(synth.bank.embeddings().norm(dim=1), torch.ones(6))
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -273,3 +274,18 @@ def test_tiny_end_to_end_fit(teacher_run, name):
     assert summary["method"] == name
     assert 0.0 <= summary["test_top1"] <= 100.0
     assert summary["checkpoint"]
+
+
+def test_weight_sections_hold_exactly_the_terms_a_method_uses(teacher_run):
+    from finegrain.config import Config
+    from finegrain.datafree.inversion import weights_config, weights_from_section
+    from finegrain.errors import ConfigError
+
+    cfg = Config()
+    assert weights_from_section(cfg.dafl) == SynthesisWeights(onehot=1.0, activation=0.1, balance=5.0)
+    with pytest.raises(ConfigError, match="dafl.bn"):
+        cfg.set("dafl.bn", 1.0)
+    with pytest.raises(ValueError, match="unknown synthesis weights"):
+        weights_config("X", typo=1.0)
+    method, _ = build(teacher_run, "dfq", dfq__bn=0.0)          # a zero weight: the term is not computed
+    assert "bn" not in method.step("generator") and method.priors.bn_hooks is None

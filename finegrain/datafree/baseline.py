@@ -2,8 +2,9 @@
 
 Each trains a generator on an :class:`~finegrain.datafree.inversion.InversionObjective` — its
 own weights of the adversarial, BatchNorm-statistics, one-hot, activation and class-balance
-terms — and a student by the distiller's KD, unless it says otherwise. A subclass gives
-:meth:`synthesis_weights` and overrides only what its paper changes.
+terms, read from the method's config section (named as the method; see
+:func:`~finegrain.datafree.inversion.weights_config`) — and a student by the distiller's KD,
+unless it says otherwise. A subclass overrides only what its paper changes.
 
 The generator is the plain DCGAN of the ``generator`` section (its spatial attention off, as for
 DFAD): the attention generator is DFKD-FGVC's own contribution, and the baselines of its Table 1
@@ -17,7 +18,7 @@ import dataclasses
 import torch
 
 from finegrain.datafree.distiller import DataFreeDistiller
-from finegrain.datafree.inversion import InversionObjective, SynthesisWeights
+from finegrain.datafree.inversion import InversionObjective, SynthesisWeights, weights_from_section
 from finegrain.datafree.synthesizer import GeneratorSynthesizer
 
 
@@ -35,7 +36,7 @@ class GeneratorBaseline(DataFreeDistiller):
         self.priors = InversionObjective(self.teacher, self.kd_loss, self.synthesis_weights(cfg))
 
     def synthesis_weights(self, cfg) -> SynthesisWeights:
-        raise NotImplementedError
+        return weights_from_section(getattr(cfg, self.method_name))
 
     def build_synthesizer(self) -> GeneratorSynthesizer:
         return plain_generator_synthesizer(self.cfg)

@@ -4,54 +4,36 @@ Contrastive Model Inversion (Fang et al., IJCAI 2021) keeps synthesized images *
 asking that each new sample be recognisable as itself: two views of the same synthetic image,
 embedded by a small head on the teacher's features, must be closer to each other than to any
 other sample of the batch or to any sample synthesized before. The "before" is a FIFO bank of
-L2-normalized embeddings, so the generator is pushed away from what it already produced.
-
-With several processes each rank adds every rank's embeddings (``all_gather``), so the banks
-stay identical — which is also what DDP's buffer broadcast assumes.
+L2-normalized embeddings, so the generator is pushed away from what it already produced. The
+bank is CSDNet's memory queue (:class:`finegrain.losses.queue_contrastive.MemoryQueue`): with
+several processes every rank adds every rank's embeddings, so the banks stay identical.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-
-def _gather(x: torch.Tensor) -> torch.Tensor:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
+from finegrain.losses.queue_contrastive import MemoryQueue
 
 
-class MemoryBank(nn.Module):
-    """A first-in, first-out store of ``size`` unit-norm ``dim``-vectors (saved with checkpoints)."""
+class MemoryBank(MemoryQueue):
+    """CMI's bank: CSDNet's FIFO queue (gathered over ranks, saved with checkpoints) holding
+    unit-norm embeddings without labels."""
 
     def __init__(self, dim: int, size: int):
-        super().__init__()
-        if size <= 0:
-            raise ValueError(f"memory bank size must be > 0, got {size}")
-        self.size = size
-        self.register_buffer("features", torch.zeros(size, dim))
-        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
-        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        super().__init__(size, dim)
 
     @torch.no_grad()
     def add(self, features: torch.Tensor) -> None:
         """Append (normalized, detached); once full, the oldest entries are overwritten first."""
-        features = F.normalize(_gather(features.detach().float()), dim=1)[-self.size:]
-        slots = (self.pointer + torch.arange(len(features), device=self.features.device)) % self.size
-        self.features[slots] = features.to(self.features.dtype)
-        self.pointer.copy_((self.pointer + len(features)) % self.size)
-        self.count.copy_(torch.clamp(self.count + len(features), max=self.size))
+        features = F.normalize(features.detach().float(), dim=1)
+        self.enqueue(features, torch.full((len(features),), -1, dtype=torch.long, device=features.device))
 
-    def contents(self) -> torch.Tensor:
+    def embeddings(self) -> torch.Tensor:
         """The stored vectors, oldest first."""
-        if int(self.count) < self.size:
-            return self.features[: int(self.count)]
-        return torch.roll(self.features, shifts=-int(self.pointer), dims=0)
+        return self.contents()[0]
 
 
 class InstanceContrast(nn.Module):

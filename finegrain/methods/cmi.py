@@ -26,7 +26,7 @@ import torch
 
 from finegrain.config import option, register_section
 from finegrain.datafree.baseline import GeneratorBaseline, plain_generator_synthesizer
-from finegrain.datafree.inversion import SynthesisWeights
+from finegrain.datafree.inversion import weights_config
 from finegrain.datafree.memory_bank import InstanceContrast, MemoryBank
 from finegrain.datafree.pool import ImagePool
 from finegrain.datafree.synthesizer import GeneratorSynthesizer
@@ -37,11 +37,8 @@ from finegrain.models.heads import ProjectionHead
 
 @register_section("cmi")
 @dataclasses.dataclass
-class CMIConfig:
-    adversarial_weight: float = option(0.5, "weight of −KL(S, T) (CMI: 0.5)")
-    bn_weight: float = option(1.0, "weight of the BatchNorm-statistics loss (CMI: 1)")
-    onehot_weight: float = option(1.0, "weight of CE of teacher logits vs their argmax (CMI: 1)")
-    contrast_weight: float = option(0.8, "w_cr: weight of the instance-discrimination loss (CMI: 0.8)")
+class CMIConfig(weights_config("CMIWeights", adversarial=0.5, bn=1.0, onehot=1.0)):
+    contrast: float = option(0.8, "w_cr: weight of the instance-discrimination loss (CMI: 0.8)")
     temperature: float = option(0.2, "τ of the contrastive loss (CMI: 0.2)")
     head_dim: int = option(128, "embedding size of the head on the teacher (CMI: 128)")
     bank_size: int = option(4096, "embeddings kept in the memory bank, oldest replaced first")
@@ -88,11 +85,7 @@ class ContrastiveSynthesizer(GeneratorSynthesizer):
 class CMI(GeneratorBaseline):
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
-        self.contrast = InstanceContrast(cfg.cmi.temperature)
-
-    def synthesis_weights(self, cfg):
-        c = cfg.cmi
-        return SynthesisWeights(adversarial=c.adversarial_weight, bn=c.bn_weight, onehot=c.onehot_weight)
+        self.instance_contrast = InstanceContrast(cfg.cmi.temperature)
 
     def build_synthesizer(self) -> ContrastiveSynthesizer:
         c = self.cfg.cmi
@@ -104,7 +97,7 @@ class CMI(GeneratorBaseline):
         local = self.teacher.forward_taps(random_crop_view(images, scale=(self.cfg.cmi.local_scale, 1.0))).pooled
         head, bank = self.synthesizer.head, self.synthesizer.bank
         anchor, positive = head(local), head(taps.pooled)
-        contrast = self.contrast(anchor, positive.detach(), bank.contents())
+        contrast = self.instance_contrast(anchor, positive.detach(), bank.embeddings())
         bank.add(positive)
-        losses["loss"] = losses["loss"] + self.cfg.cmi.contrast_weight * contrast
+        losses["loss"] = losses["loss"] + self.cfg.cmi.contrast * contrast
         return {**losses, "contrast": contrast.detach()}

@@ -14,25 +14,17 @@ features: −mean |v|) and ``L_ie`` (a batch covering the classes evenly: here
 
 from __future__ import annotations
 
-import dataclasses
-
-from finegrain.config import option, register_section
+from finegrain.config import register_section
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.inversion import SynthesisWeights
+from finegrain.datafree.inversion import weights_config
 from finegrain.methods import register_method
 
 
-@register_section("dafl")
-@dataclasses.dataclass
-class DAFLConfig:
-    onehot_weight: float = option(1.0, "weight of L_oh, CE of teacher logits vs their argmax (DAFL: 1)")
-    activation_weight: float = option(0.1, "weight of L_a = −mean |teacher features| (DAFL: 0.1)")
-    entropy_weight: float = option(5.0, "weight of L_ie, the class-balance (information entropy) term (DAFL: 5)")
+DAFLConfig = register_section("dafl")(weights_config("DAFLConfig", onehot=1.0, activation=0.1, balance=5.0))
 
 
 @register_method("dafl", "DAFL: non-adversarial generator with one-hot, activation and entropy priors; student KD",
                  "Chen et al., ICCV 2019, arXiv 1904.01186")
 class DAFL(GeneratorBaseline):
-    def synthesis_weights(self, cfg):
-        c = cfg.dafl
-        return SynthesisWeights(onehot=c.onehot_weight, activation=c.activation_weight, balance=c.entropy_weight)
+    """Everything is in the weights of the ``dafl`` section: ``dafl.onehot``, ``dafl.activation``,
+    ``dafl.balance`` (L_ie)."""

@@ -15,27 +15,17 @@ the plain DCGAN of the ``generator`` section (spatial attention off, :mod:`fineg
 
 from __future__ import annotations
 
-import dataclasses
-
-from finegrain.config import option, register_section
+from finegrain.config import register_section
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.inversion import SynthesisWeights
+from finegrain.datafree.inversion import weights_config
 from finegrain.methods import register_method
 
 
-@register_section("dfq")
-@dataclasses.dataclass
-class DFQConfig:
-    adversarial_weight: float = option(1.0, "weight of −KL(S, T), the adversarial term (spec: 1)")
-    bn_weight: float = option(1.0, "weight of the BatchNorm-statistics loss (spec: 1)")
-    onehot_weight: float = option(1.0, "weight of CE of teacher logits vs their argmax (spec: 1)")
-    balance_weight: float = option(20.0, "weight of the class-balance term log K − H(mean prediction) (spec: 20)")
+DFQConfig = register_section("dfq")(weights_config("DFQConfig", adversarial=1.0, bn=1.0, onehot=1.0, balance=20.0))
 
 
 @register_method("dfq", "DFQ: adversarial KL generator with BN-statistics, one-hot and class-balance priors; student KD",
                  "Choi et al., CVPR-W 2020, arXiv 2005.04136")
 class DFQ(GeneratorBaseline):
-    def synthesis_weights(self, cfg):
-        c = cfg.dfq
-        return SynthesisWeights(adversarial=c.adversarial_weight, bn=c.bn_weight, onehot=c.onehot_weight,
-                                balance=c.balance_weight)
+    """Everything is in the weights of the ``dfq`` section: ``dfq.adversarial``, ``dfq.bn``,
+    ``dfq.onehot``, ``dfq.balance``."""

@@ -21,7 +21,7 @@ import torch
 
 from finegrain.config import option, register_section
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.inversion import SynthesisWeights
+from finegrain.datafree.inversion import weights_config
 from finegrain.losses.attention_transfer import AttentionTransfer
 from finegrain.losses.mhad import pair_stages
 from finegrain.methods import register_method
@@ -29,7 +29,7 @@ from finegrain.methods import register_method
 
 @register_section("zskt")
 @dataclasses.dataclass
-class ZSKTConfig:
+class ZSKTConfig(weights_config("ZSKTWeights", adversarial=1.0)):
     attention_weight: float = option(250.0, "β: weight of attention transfer in the student loss (ZSKT: 250)")
     attention_p: float = option(2.0, "p of the attention map mean_c |F|^p (ZSKT: 2)")
     min_reduction: int = option(4, "stages with stride >= this are paired (timm feature info); 4 skips the stem")
@@ -42,9 +42,6 @@ class ZSKT(GeneratorBaseline):
         super().__init__(cfg, class_names, **context)
         self.teacher_stages, self.student_stages = pair_stages(self.teacher.net, self.student, cfg.zskt.min_reduction)
         self.attention = AttentionTransfer(cfg.zskt.attention_p)
-
-    def synthesis_weights(self, cfg):
-        return SynthesisWeights(adversarial=1.0)
 
     def student_objective(self, images: torch.Tensor) -> dict:
         with torch.no_grad():
