@@ -40,7 +40,7 @@ VARIANTS = {
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "oxford17"))
-    p.add_argument("--k", type=int, default=10, help="training images per class")
+    p.add_argument("--k", type=int, default=5, help="training images per class")
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
