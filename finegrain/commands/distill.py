@@ -1,0 +1,57 @@
+"""``finegrain distill --teacher CKPT --student NAME --method dfkd-fgvc``: compress a trained teacher.
+
+Data-free methods (dfkd-fgvc, dfad, deepinversion, ...) read no training images: ``--data`` is
+refused for them, and ``--eval-data ROOT`` names a real dataset whose val/test splits only
+evaluate the student. ``kd`` distills on real training data and takes ``--data``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from finegrain.commands._common import add_run_options, config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("distill", help="distill a teacher checkpoint into a student (data-free or with real data)")
+    add_run_options(p)
+    p.add_argument("--teacher", help="teacher run folder or checkpoint (sets distill.teacher)")
+    p.add_argument("--student", help="student timm architecture (sets distill.student)")
+    p.add_argument("--method", default=None, help="dfkd-fgvc (default), dfad, deepinversion, kd, ... (see `finegrain methods`)")
+    p.add_argument("--eval-data", help="real dataset for evaluation only (data-free methods; sets data.root)")
+    p.set_defaults(func=run)
+
+
+def build_config(args):
+    from finegrain import methods
+    from finegrain.errors import ConfigError
+
+    cfg = config_from_args(args, method=args.method)
+    if args.method is None and cfg.method.name == "supervised":
+        cfg.set("method.name", "dfkd-fgvc")
+    info = methods.get(cfg.method.name)
+    data_free = not info.cls.needs_train_data
+    if data_free and args.data:
+        raise ConfigError(f"--data: method {cfg.method.name!r} is data-free and never reads a training split; "
+                          f"pass --eval-data ROOT to evaluate on a real test split")
+    if not data_free and args.eval_data:
+        raise ConfigError(f"--eval-data: method {cfg.method.name!r} trains on real data; pass --data ROOT")
+    if args.eval_data:
+        cfg.set("data.root", str(Path(args.eval_data).resolve()), "--eval-data")
+    if args.teacher:
+        cfg.set("distill.teacher", str(Path(args.teacher).resolve()), "--teacher")
+    if args.student:
+        cfg.set("distill.student", args.student, "--student")
+    if args.pretrained_file:  # the student's initial weights, not a `model` section's
+        cfg.set("distill.student_pretrained_file", cfg.model.pretrained_file, "--pretrained-file")
+        cfg.model.pretrained_file = None
+    return cfg
+
+
+def run(args) -> int:
+    from finegrain.commands.train import print_summary
+    from finegrain.engine.loop import fit
+
+    summary = fit(build_config(args), resume=args.resume)
+    print_summary(summary)
+    return 0
