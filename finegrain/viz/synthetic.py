@@ -21,18 +21,16 @@ LABEL_HEIGHT = 24
 
 def resolve_run_checkpoint(path) -> Path:
     """A training checkpoint (with the synthesizer's tensors): the newest of a run folder, or the file given."""
+    from finegrain.inference import resolve_checkpoint
+
     path = Path(path)
-    if path.is_dir():
-        for folder in (path / "checkpoints", path):
-            found = [p for p in ckpt.list_checkpoints(folder) if p.name != "model.json"]
-            if found:
-                return found[0]
-        raise CheckpointError(f"{path}: no distillation checkpoint inside (looked in checkpoints/)")
-    if path.suffix == ".safetensors":
-        path = path.with_name(path.name.removesuffix(".safetensors") + ".json")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    return path
+    if not path.is_dir():
+        return resolve_checkpoint(path)
+    for folder in (path / "checkpoints", path):
+        found = [p for p in ckpt.list_checkpoints(folder) if p.name != "model.json"]
+        if found:
+            return found[0]
+    raise CheckpointError(f"{path}: no distillation checkpoint inside (looked in checkpoints/)")
 
 
 def load_distiller(path):
