@@ -262,11 +262,23 @@ def test_cmi_fills_pool_and_bank_each_generator_step(teacher_run):
 
 
 @pytest.mark.parametrize("name", BASELINES)
-def test_tiny_end_to_end_fit(teacher_run, name):
-    summary = fit(baseline_config(teacher_run, name, train__iterations_per_epoch=1))
-    assert summary["method"] == name
-    assert 0.0 <= summary["test_top1"] <= 100.0
-    assert summary["checkpoint"]
+def test_tiny_end_to_end_distill_through_the_cli(teacher_run, name, capsys):
+    from finegrain.cli import main
+    from finegrain.inference import classifier_from_checkpoint
+
+    data, root, teacher = teacher_run
+    code = main(["distill", "--teacher", str(teacher), "--student", "test_resnet", "--method", name,
+                 "--eval-data", str(data), "--out", str(root / "cli"), "--name", name, "--epochs", "1",
+                 "train.accelerator=cpu", "train.iterations_per_epoch=1", "distill.generator_steps=1",
+                 "distill.student_steps=1", "data.batch_size=4", "data.num_workers=0", "generator.noise_dim=16",
+                 "generator.channels=[32,16,16,8,8]", "cmi.bank_size=6"])
+    assert code == 0
+    student, meta = classifier_from_checkpoint(root / "cli" / name)
+    assert meta["method"] == name and meta["architecture"] == "test_resnet"
+    assert student(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    assert main(["methods"]) == 0
+    listing = capsys.readouterr().out
+    assert name in listing and methods.get(name).paper in listing
 
 
 def test_weight_sections_hold_exactly_the_terms_a_method_uses(teacher_run):
