@@ -13,8 +13,10 @@ import csv
 import json
 import os
 import socket
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,9 +79,9 @@ def assert_one_checkpoint_set(run_dir: Path, stems: list[str]) -> None:
     assert names == expected
 
 
-def single_process_run(root: Path, out: Path, batch: int, method: str = "supervised") -> Path:
+def single_process_run(root: Path, out: Path, batch: int, method: str = "supervised", **overrides) -> Path:
     cfg = tiny_config(root, out, **{"train.epochs": 1, "model.name": GN_MODEL, "data.batch_size": batch,
-                                    "method.name": method})
+                                    "method.name": method, **overrides})
     return Path(fit(cfg)["run_dir"])
 
 
@@ -165,3 +167,47 @@ def test_sync_batchnorm_on_cpu_is_a_clear_error(imagefolder, tmp_path):
     result = run(finegrain_cmd(*args))
     assert result.returncode != 0
     assert "train.sync_batchnorm=true needs GPUs" in result.stderr and "Traceback" not in result.stderr
+
+
+SLOW_DRIVER = """import sys, time
+from finegrain.methods.supervised import Supervised
+step = Supervised.step
+Supervised.step = lambda self, phase, batch: (time.sleep(0.5), step(self, phase, batch))[1]
+from finegrain.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_to_rank_0_stops_every_rank_with_one_checkpoint(imagefolder, tmp_path):
+    """Only the launching process gets the signal (``kill PID``); both ranks must stop at the same
+    step, or rank 1 would wait forever in its next all-reduce. Resuming then ends where a
+    one-process batch-4 run ends (GroupNorm: the two runs are the same computation)."""
+    driver = tmp_path / "slow_driver.py"  # a file, not -c: Fabric re-runs this command line for rank 1
+    driver.write_text(SLOW_DRIVER)
+    out = tmp_path / "runs"
+    # A small learning rate: at tiny_config's 0.05 this model diverges, and chaos would amplify the
+    # last-bit differences between a 2-rank gradient average and a one-batch gradient.
+    launch = ("--devices", "2", "--strategy", "ddp")
+    args = train_args(imagefolder, out, "ddp", 2, "supervised", *launch, overrides=["optim.lr=0.005"])
+    proc = subprocess.Popen([sys.executable, str(driver), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=clean_env())
+    deadline = time.time() + TIMEOUT
+    while not ((out / "ddp" / "metrics.csv").is_file() and len(metric_rows(out / "ddp")) >= 2):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:] if proc.poll() else "timeout"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "stopped by SIGTERM at step" in stderr and "Traceback" not in stderr
+    sidecars = sorted((out / "ddp" / "checkpoints").glob("*.json"))
+    assert len(sidecars) == 1 and json.loads(sidecars[0].read_text())["global_step"] < 6
+
+    result = run(finegrain_cmd(*train_args(imagefolder, out, "ddp", 2, "supervised", *launch, "--resume", "auto",
+                                           overrides=["optim.lr=0.005"])))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resumed from {sidecars[0]}" in result.stdout
+    single = single_process_run(imagefolder, tmp_path / "single", 4, **{"optim.lr": 0.005})
+    ddp, one = load_file(str(out / "ddp" / "model.safetensors")), load_file(str(single / "model.safetensors"))
+    assert ddp.keys() == one.keys()
+    for key in one:
+        torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
