@@ -211,3 +211,24 @@ def test_sigterm_to_rank_0_stops_every_rank_with_one_checkpoint(imagefolder, tmp
     assert ddp.keys() == one.keys()
     for key in one:
         torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_impossible_device_settings_are_config_errors():
+    from finegrain.config import Config
+    from finegrain.engine.loop import make_fabric
+    from finegrain.errors import ConfigError
+
+    cfg = Config()
+    cfg.train.accelerator = "cuda" if not torch.cuda.is_available() else "mps"
+    with pytest.raises(ConfigError, match=r"train\.accelerator/devices/num_nodes/strategy/precision: .*not available"):
+        make_fabric(cfg.train)
+
+
+def test_torchrun_world_that_does_not_match_devices_is_one_line(imagefolder, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), "-m", "finegrain",
+           *train_args(imagefolder, tmp_path / "runs", "bad", 2, "supervised", "--devices", "3", "--strategy", "ddp")]
+    result = run(cmd)
+    # torchrun adds its own report of failed workers; the workers themselves print one line each.
+    assert result.returncode != 0 and "lightning/fabric" not in result.stderr and "finegrain/engine" not in result.stderr
+    assert "train.devices/num_nodes: You set `devices=3` and `num_nodes=1`" in result.stderr

@@ -40,8 +40,11 @@ def make_fabric(train_cfg):
         strategy = DDPStrategy(start_method="spawn" if strategy == "ddp_spawn" else "popen",
                                find_unused_parameters=True)
     devices = int(train_cfg.devices) if str(train_cfg.devices).isdigit() else train_cfg.devices
-    return Fabric(accelerator=train_cfg.accelerator, devices=devices, num_nodes=train_cfg.num_nodes,
-                  strategy=strategy, precision=train_cfg.precision)
+    try:
+        return Fabric(accelerator=train_cfg.accelerator, devices=devices, num_nodes=train_cfg.num_nodes,
+                      strategy=strategy, precision=train_cfg.precision)
+    except (ValueError, RuntimeError) as err:  # Fabric's word for an impossible device/strategy setting
+        raise ConfigError(f"train.accelerator/devices/num_nodes/strategy/precision: {str(err).splitlines()[0]}") from None
 
 
 class StopFlag:
@@ -110,7 +113,10 @@ class Trainer:
     # ------------------------------------------------------------------------------- fit
     def fit(self) -> dict:
         cfg, fabric = self.cfg, self.fabric
-        fabric.launch()
+        try:
+            fabric.launch()
+        except ValueError as err:  # e.g. devices x num_nodes differs from the world torchrun/SLURM started
+            raise ConfigError(f"train.devices/num_nodes: {str(err).splitlines()[0]}") from None
         self.main = fabric.global_rank == 0
         # Different seed per rank: data-free noise must differ; DDP broadcasts rank 0's weights.
         fabric.seed_everything(cfg.train.seed + fabric.global_rank, verbose=False)
