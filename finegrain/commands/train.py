@@ -24,6 +24,9 @@ def run(args) -> int:
 
 
 def print_summary(summary: dict) -> None:
+    """Printed once: under DDP every rank returns a summary, rank 0 reports it."""
+    if summary.get("rank", 0) != 0:
+        return
     keys = ("run_dir", "method", "architecture", "test_top1", "test_top5", "test_mean_class_acc",
             "best_val_top1", "images_per_s", "train_seconds", "checkpoint")
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))

@@ -367,6 +367,7 @@ class Trainer:
             "train_seconds": round(time.time() - started, 1),
             "history": history,
             "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+            "rank": self.fabric.global_rank,
         }
         if history:
             summary["images_per_s"] = history[-1].get("train/images_per_s")
