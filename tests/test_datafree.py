@@ -1,6 +1,7 @@
 """The data-free framework end to end: frozen teacher, phase isolation, CLI, resume, synthesize."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,19 @@ from finegrain.errors import ConfigError
 TINY_GENERATOR = {"generator.channels": [32, 16, 16, 8, 8], "generator.noise_dim": 16}
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """On a shared 2-core machine two intra-op threads are ~20× slower than one (they wait for
+    each other whenever another process holds a core)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "finegrain", *map(str, args)], capture_output=True, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see one_thread()
+    return subprocess.run([sys.executable, "-m", "finegrain", *map(str, args)], capture_output=True, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
