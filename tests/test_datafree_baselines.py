@@ -97,6 +97,17 @@ def test_instance_contrast_lowest_for_identical_views():
     assert loss(z, z, None) <= identical
 
 
+def test_random_crop_view_identity_at_full_scale_and_differentiable():
+    from finegrain.datafree.views import random_crop_view
+
+    images = torch.randn(3, 3, 8, 8, requires_grad=True)
+    assert torch.allclose(random_crop_view(images, scale=(1.0, 1.0), flip=False), images, atol=1e-5)
+    crops = random_crop_view(images, scale=(0.25, 0.25), flip=True)
+    assert crops.shape == images.shape and not torch.allclose(crops, images)
+    crops.sum().backward()
+    assert images.grad.abs().sum() > 0
+
+
 # ------------------------------------------------------------------------------------ MAD's EMA
 def test_ema_copy_updates_by_the_set_momentum():
     torch.manual_seed(0)
