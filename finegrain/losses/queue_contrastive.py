@@ -16,10 +16,17 @@ import torch.distributed as dist
 from torch import nn
 
 
-def gather_from_all_ranks(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` (first dim may differ per rank) over all ranks; identity without DDP."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
+def distributed_world() -> tuple[int, int]:
+    """(world size, rank); (1, 0) without an initialized process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def gather_per_rank(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's ``tensor`` (first dim may differ per rank), in rank order; ``[tensor]`` without DDP."""
+    if distributed_world()[0] == 1:
+        return [tensor]
     world = dist.get_world_size()
     size = torch.tensor([tensor.shape[0]], device=tensor.device)
     sizes = [torch.zeros_like(size) for _ in range(world)]
@@ -29,7 +36,12 @@ def gather_from_all_ranks(tensor: torch.Tensor) -> torch.Tensor:
     padded[: tensor.shape[0]] = tensor
     parts = [torch.zeros_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded.contiguous())
-    return torch.cat([part[: int(n.item())] for part, n in zip(parts, sizes)])
+    return [part[: int(n.item())] for part, n in zip(parts, sizes)]
+
+
+def gather_from_all_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` over all ranks; identity without DDP."""
+    return torch.cat(gather_per_rank(tensor))
 
 
 class MemoryQueue(nn.Module):

@@ -48,13 +48,13 @@ import torch.nn.functional as F
 
 from finegrain.config import option, register_section
 from finegrain.errors import ConfigError
-from finegrain.losses.queue_contrastive import MemoryQueue, QueueContrastiveLoss
+from finegrain.losses.queue_contrastive import MemoryQueue, QueueContrastiveLoss, distributed_world, gather_per_rank
 from finegrain.losses.self_distillation import DIRECTIONS, SelfDistillationLoss
 from finegrain.methods import register_method
 from finegrain.methods.base import Method
 from finegrain.models import Taps, create_classifier
 from finegrain.models.heads import ProjectionHead
-from finegrain.models.ssdp import SSDP, random_view
+from finegrain.models.ssdp import SSDP, RankSlice, random_view
 
 PENDING = "ssdp_pending."
 
@@ -114,20 +114,28 @@ class CSDNet(Method):
         if c.ssdt:
             self.distill = SelfDistillationLoss(c.temperature, c.ssdt_direction, c.ssdt_symmetric)
         self.pending: dict[str, torch.Tensor] | None = None
+        # Views are drawn from (seed, view step), sliced per rank: a batch split over N processes
+        # gets the views one process would draw for the whole batch, and a resumed run the same ones.
+        self.register_buffer("view_step", torch.zeros((), dtype=torch.long))
 
     def configure_phases(self, total_iterations, iterations_per_epoch):
         extra = list(self.projection.parameters()) if self.c.ddl else []
         return [self.classifier_phase("train", self.model, total_iterations, iterations_per_epoch, extra_params=extra)]
 
     # ------------------------------------------------------------------ SSDP: the two views
+    def _view_random(self) -> RankSlice:
+        self.view_step += 1
+        return RankSlice(self.cfg.train.seed * 1_000_003 + int(self.view_step), *distributed_world())
+
     def _forward_views(self, x, y):
         """(raw taps, augmented taps, labels of the augmented view, SSDT teacher logits)."""
+        rng = self._view_random()
         if self.ssdp is not None and self.c.mask_source == "current":
             raw = self.model.forward_taps(x)
-            aug = self.model.forward_taps(self.ssdp(x, raw.feature_map).view)
+            aug = self.model.forward_taps(self.ssdp(x, raw.feature_map, generator=rng).view)
             return raw, aug, y, raw.logits.detach()
         if self.ssdp is None or self.pending is None:
-            x_aug, y_aug, teacher = random_view(x, self.c.random_min_scale, self.c.flip_prob, self.c.rotation), y, None
+            x_aug, y_aug, teacher = random_view(x, self.c.random_min_scale, self.c.flip_prob, self.c.rotation, rng), y, None
         else:
             x_aug, y_aug, teacher = self.pending["view"], self.pending["labels"], self.pending["teacher"]
         taps = self.model.forward_taps(torch.cat([x, x_aug]))
@@ -136,7 +144,8 @@ class CSDNet(Method):
             teacher = raw.logits.detach()
         if self.ssdp is not None:
             # The raw half's map makes the SSDP view of these same images, forwarded next step.
-            self.pending = {"view": self.ssdp(x, raw.feature_map).view, "labels": y, "teacher": raw.logits.detach()}
+            self.pending = {"view": self.ssdp(x, raw.feature_map, generator=rng).view, "labels": y,
+                            "teacher": raw.logits.detach()}
         return raw, aug, y_aug, teacher
 
     # ------------------------------------------------------------------ DDL: queue contrast
@@ -146,10 +155,19 @@ class CSDNet(Method):
             labels = torch.cat([y, y_aug])
         else:
             z, labels = self.projection(raw.pooled), y
-        use_memory = self.epoch >= self.c.warmup_epochs and len(self.queue) > 0
-        memory, memory_labels = self.queue.contents() if use_memory else (None, None)
+        # Other ranks' embeddings of this step are keys too (detached, as MoCo's), so the loss of a
+        # batch split over ranks equals the whole batch's; all of them are enqueued afterwards.
+        world, rank = distributed_world()
+        z_parts, y_parts = gather_per_rank(z.detach()), gather_per_rank(labels)
+        keys = [p for i, p in enumerate(z_parts) if i != rank]
+        key_labels = [p for i, p in enumerate(y_parts) if i != rank]
+        if self.epoch >= self.c.warmup_epochs and len(self.queue) > 0:
+            memory, memory_labels = self.queue.contents()
+            keys, key_labels = keys + [memory], key_labels + [memory_labels]
+        memory = torch.cat(keys) if keys else None
+        memory_labels = torch.cat(key_labels) if key_labels else None
         loss = self.queue_loss(z, labels, memory, memory_labels)
-        self.queue.enqueue(z, labels)
+        self.queue.enqueue(torch.cat(z_parts), torch.cat(y_parts), gather=False)
         return loss
 
     # ------------------------------------------------------------------ the objective

@@ -96,13 +96,36 @@ def warp(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, degrees:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+class RankSlice:
+    """Per-sample random numbers that do not depend on how a global batch is split over ranks.
+
+    Every rank seeds the same generator, draws for the whole global batch and keeps the positions
+    ``rank::world`` — the order in which the shared sampler deals a global batch out — so N
+    processes with batch B draw exactly what one process with batch N·B draws.
+    """
+
+    def __init__(self, seed: int, world: int = 1, rank: int = 0):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.world, self.rank = world, rank
+
+    def rand(self, n: int, device) -> torch.Tensor:
+        return torch.rand(n * self.world, generator=self.generator)[self.rank::self.world].to(device)
+
+
+def _rand(n: int, like: torch.Tensor, generator=None) -> torch.Tensor:
+    """``generator``: None (global RNG), a ``torch.Generator`` or a :class:`RankSlice`."""
+    if isinstance(generator, RankSlice):
+        return generator.rand(n, like.device)
+    return torch.rand(n, device=like.device, generator=generator)
+
+
 def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator=None) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, device=like.device, generator=generator)
+    return low + (high - low) * _rand(n, like, generator)
 
 
 def viewpoint(n: int, like: torch.Tensor, flip_prob: float, rotation: float, generator=None):
     """Random horizontal flips and rotation angles (step 4)."""
-    flip = torch.rand(n, device=like.device, generator=generator) < flip_prob
+    flip = _rand(n, like, generator) < flip_prob
     return flip, _uniform(n, -rotation, rotation, like, generator)
 
 
@@ -128,7 +151,7 @@ class SSDP(nn.Module):
         a = self.saliency(feature_map, (h, w))
         theta = _uniform(b, *self.theta, images, generator).view(b, 1, 1, 1)
         region = a > theta * a.amax(dim=(2, 3), keepdim=True)
-        erased = torch.rand(b, device=images.device, generator=generator) < self.p_drop
+        erased = _rand(b, images, generator) < self.p_drop
         # Erase: zero after normalization is the dataset's mean colour.
         masked = torch.where(erased.view(b, 1, 1, 1) & region, torch.zeros_like(images), images)
         boxes = region_boxes(region)
@@ -146,8 +169,8 @@ def random_view(images: torch.Tensor, min_scale: float = 0.35, flip_prob: float 
     log_ratio = _uniform(b, math.log(3 / 4), math.log(4 / 3), images, generator)
     width = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0) * 2
     height = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0) * 2
-    x0 = -1 + (2 - width) * torch.rand(b, device=images.device, generator=generator)
-    y0 = -1 + (2 - height) * torch.rand(b, device=images.device, generator=generator)
+    x0 = -1 + (2 - width) * _rand(b, images, generator)
+    y0 = -1 + (2 - height) * _rand(b, images, generator)
     boxes = torch.stack([x0, y0, x0 + width, y0 + height], 1)
     flip, degrees = viewpoint(b, images, flip_prob, rotation, generator)
     return warp(images, boxes, flip, degrees)
