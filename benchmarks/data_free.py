@@ -62,12 +62,14 @@ def variants() -> dict[str, tuple[str, list[str]]]:
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "oxford17"))
-    p.add_argument("--teacher-arch", default="efficientnet_lite0")
+    p.add_argument("--teacher-arch", default="efficientnet_lite2")
     p.add_argument("--student", default="efficientnet_lite0")
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--teacher-epochs", type=int, default=4)
+    p.add_argument("--teacher-epochs", type=int, default=10)
+    p.add_argument("--teacher-lr", type=float, default=0.02, help="teacher fine-tuning peak learning rate (one-cycle)")
     p.add_argument("--teacher", help="reuse this teacher run/checkpoint instead of training one")
-    p.add_argument("--budget", type=int, default=24, help="iterations per distillation (same for every method)")
+    p.add_argument("--workdir", help="keep the run folders here (default: a temporary folder, deleted)")
+    p.add_argument("--budget", type=int, default=70, help="iterations per distillation (same for every method)")
     p.add_argument("--t", type=int, default=2, help="generator steps per iteration")
     p.add_argument("--k", type=int, default=3, help="student steps per iteration")
     p.add_argument("--batch-size", type=int, default=16)
@@ -94,7 +96,8 @@ def common_overrides(args, workdir: Path) -> list[str]:
 def train_teacher(args, workdir: Path) -> dict:
     cfg = load_config(ROOT / "finegrain" / "configs" / "oxford17_cpu.yaml", common_overrides(args, workdir) + [
         f"model.name={args.teacher_arch}", "model.pretrained_file=auto", f"data.image_size={args.image_size}",
-        "data.batch_size=32", f"train.epochs={args.teacher_epochs}", "train.run_name=teacher"])
+        "data.batch_size=32", f"optim.lr={args.teacher_lr}", f"train.epochs={args.teacher_epochs}",
+        "train.run_name=teacher"])
     started = time.perf_counter()
     summary = Trainer(cfg).fit()
     return {"run_dir": summary["run_dir"], "architecture": args.teacher_arch, "test_top1": summary["test_top1"],
@@ -175,8 +178,8 @@ def main() -> None:
     grid_dir = out.with_suffix("")
     grid_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="data_free-") as workdir:
-        workdir = Path(workdir)
+    with tempfile.TemporaryDirectory(prefix="data_free-") as tmp:
+        workdir = Path(args.workdir or tmp)
         if args.teacher:
             from finegrain.datafree.teacher import teacher_meta
             from finegrain.commands.evaluate import evaluate_checkpoint
