@@ -15,22 +15,13 @@ from conftest import make_imagefolder, tiny_config
 from finegrain import methods
 from finegrain.engine.loop import fit
 from finegrain.errors import ConfigError
+from test_losses_datafree import one_thread  # noqa: F401  (autouse: one torch thread)
 
 TINY_GENERATOR = {"generator.channels": [32, 16, 16, 8, 8], "generator.noise_dim": 16}
 
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """On a shared 2-core machine two intra-op threads are ~20× slower than one (they wait for
-    each other whenever another process holds a core)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 def run_cli(*args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see one_thread()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see test_losses_datafree.one_thread
     return subprocess.run([sys.executable, "-m", "finegrain", *map(str, args)], capture_output=True, text=True, env=env)
 
 
@@ -39,7 +30,10 @@ def teacher(tmp_path_factory):
     """A test_resnet trained for one epoch with the supervised method on the fixture (32 px)."""
     base = tmp_path_factory.mktemp("teacher")
     root = make_imagefolder(base / "data")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope: set up before the autouse one_thread fixture
     summary = fit(tiny_config(root, base / "runs", **{"train.epochs": 1, "train.run_name": "teacher"}))
+    torch.set_num_threads(threads)
     eval_only = base / "eval_only"  # a real dataset without any training split
     shutil.copytree(root / "test", eval_only / "test")
     return {"run": Path(summary["run_dir"]), "root": root, "eval_only": eval_only}

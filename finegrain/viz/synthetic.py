@@ -88,7 +88,8 @@ def synthetic_grid(checkpoint_path, n: int = 64, seed: int = 0, tile_size: int =
     probabilities = method.teacher(images).float().softmax(1)
     confidence, predicted = probabilities.max(1)
     names = [method.class_names[i] for i in predicted.tolist()]
-    labels = [f"{_short(name, 11)} {100 * c:.0f}%" for name, c in zip(names, confidence.tolist())]
+    width = max(4, tile_size // 6 - 4)  # characters that fit beside " 99%" in the default 6-px font
+    labels = [f"{_short(name, width)} {100 * c:.0f}%" for name, c in zip(names, confidence.tolist())]
     picture = draw_grid(method.synthesizer.normalizer.to_unit(images), labels, tile_size)
     per_class: dict[str, list[float]] = {}
     for name, c in zip(names, confidence.tolist()):
