@@ -69,7 +69,7 @@ def parse_args():
     p.add_argument("--teacher-lr", type=float, default=0.02, help="teacher fine-tuning peak learning rate (one-cycle)")
     p.add_argument("--teacher", help="reuse this teacher run/checkpoint instead of training one")
     p.add_argument("--workdir", help="keep the run folders here (default: a temporary folder, deleted)")
-    p.add_argument("--budget", type=int, default=70, help="iterations per distillation (same for every method)")
+    p.add_argument("--budget", type=int, default=45, help="iterations per distillation (same for every method)")
     p.add_argument("--t", type=int, default=2, help="generator steps per iteration")
     p.add_argument("--k", type=int, default=3, help="student steps per iteration")
     p.add_argument("--batch-size", type=int, default=16)
