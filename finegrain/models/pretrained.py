@@ -96,4 +96,5 @@ def load_pretrained(model: nn.Module, path: str | Path, *, min_fraction: float =
             f"(the file has {len(read_state_dict(path))}); wrong architecture?"
         )
     model.load_state_dict(loadable, strict=False)
-    return {"loaded": len(loadable), "total": len(target), "skipped": skipped, "remapped": remapped}
+    return {"loaded": len(loadable), "total": len(target), "skipped": skipped, "remapped": remapped,
+            "loaded_keys": sorted(loadable)}
