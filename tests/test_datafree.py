@@ -126,9 +126,12 @@ def test_data_free_fit_never_opens_the_train_split(teacher, tmp_path, monkeypatc
     monkeypatch.setattr(loaders, "read_split", lambda fmt, root, split: opened.append(split) or original(fmt, root, split))
     cfg = distill_config(teacher, tmp_path, **{"train.epochs": 1})
     cfg.data.root = str(teacher["root"])  # a root that *has* a train split
+    cfg.train.epochs = 2
     summary = fit(cfg)
-    assert "train" not in opened and "test" in opened
+    assert "train" not in opened and "test" in opened and "val" in opened
     assert 0 <= summary["test_top1"] <= 100
+    # the val split is evaluated every epoch, as for methods with training data
+    assert [h["epoch"] for h in summary["history"] if "val/top1" in h] == [1, 2]
 
 
 def test_cli_refuses_a_training_split_for_data_free_methods(teacher):

@@ -52,12 +52,13 @@ def build_datasets(data_cfg, seed: int = 0, *, need_train: bool = True) -> DataB
         train_samples = None
 
     val_samples = None
+    # A val split is read for data-free methods too (evaluated each epoch); carving one needs train.
+    if data_cfg.val_split and has_split(fmt, root, data_cfg.val_split):
+        val_raw = read_split(fmt, root, data_cfg.val_split)
+        val_samples = _align_labels(val_raw, class_names, root, data_cfg.val_split)
+    elif need_train and data_cfg.val_fraction > 0:
+        train_samples, val_samples = carve_validation(train_samples, data_cfg.val_fraction, data_cfg.few_shot_seed)
     if need_train:
-        if data_cfg.val_split and has_split(fmt, root, data_cfg.val_split):
-            val_raw = read_split(fmt, root, data_cfg.val_split)
-            val_samples = _align_labels(val_raw, class_names, root, data_cfg.val_split)
-        elif data_cfg.val_fraction > 0:
-            train_samples, val_samples = carve_validation(train_samples, data_cfg.val_fraction, data_cfg.few_shot_seed)
         train_samples = few_shot(train_samples, data_cfg.few_shot_k, data_cfg.few_shot_seed)
     test_samples = _align_labels(test_raw, class_names, root, data_cfg.test_split)
 
