@@ -20,3 +20,7 @@ class CheckpointError(FinegrainError):
 
 class TrainingError(FinegrainError):
     """Training cannot go on (e.g. a non-finite loss with the 'stop' policy)."""
+
+
+class ExportError(FinegrainError):
+    """An exported model does not reproduce PyTorch's logits, or the format is unknown."""

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import finegrain
-from finegrain.errors import FinegrainError
+from finegrain.errors import ExportError
 from finegrain.inference import classifier_from_checkpoint
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -38,10 +38,6 @@ class _Quiet(warnings.catch_warnings):
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         return result
-
-
-class ExportError(FinegrainError):
-    """The exported model does not reproduce PyTorch's logits, or the format is unknown."""
 
 
 @dataclass

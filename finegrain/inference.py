@@ -20,17 +20,22 @@ from finegrain.errors import CheckpointError
 from finegrain.models import Classifier
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The sidecar a user means by ``path``."""
+def resolve_checkpoint(path: str | Path, *, training: bool = False) -> Path:
+    """The sidecar a user means by ``path``.
+
+    ``training=True`` asks for a training checkpoint (method state: generator, heads, queues) of a
+    run folder, never its final ``model.json``, which holds the classifier alone.
+    """
     path = Path(path)
     if path.is_dir():
-        if (path / "model.json").is_file():
+        if not training and (path / "model.json").is_file():
             return path / "model.json"
         for folder in (path / "checkpoints", path):
-            found = ckpt.list_checkpoints(folder)
+            found = [p for p in ckpt.list_checkpoints(folder) if p.name != "model.json"]
             if found:
                 return found[0]
-        raise CheckpointError(f"{path}: no model.json or checkpoint inside")
+        wanted = "training checkpoint" if training else "model.json or checkpoint"
+        raise CheckpointError(f"{path}: no {wanted} inside (looked in checkpoints/)")
     if path.suffix == ".safetensors":
         path = path.with_name(path.name.removesuffix(".safetensors") + ".json")
     if not path.is_file():

@@ -8,7 +8,6 @@ low confidence everywhere, mean the synthesizer has not found the teacher's clas
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -19,26 +18,13 @@ from finegrain.errors import CheckpointError
 LABEL_HEIGHT = 24
 
 
-def resolve_run_checkpoint(path) -> Path:
-    """A training checkpoint (with the synthesizer's tensors): the newest of a run folder, or the file given."""
-    from finegrain.inference import resolve_checkpoint
-
-    path = Path(path)
-    if not path.is_dir():
-        return resolve_checkpoint(path)
-    for folder in (path / "checkpoints", path):
-        found = [p for p in ckpt.list_checkpoints(folder) if p.name != "model.json"]
-        if found:
-            return found[0]
-    raise CheckpointError(f"{path}: no distillation checkpoint inside (looked in checkpoints/)")
-
-
 def load_distiller(path):
     """Rebuild the data-free method of a checkpoint (teacher from its own file) with its state."""
     from finegrain import methods
     from finegrain.config import Config
+    from finegrain.inference import resolve_checkpoint
 
-    sidecar = resolve_run_checkpoint(path)
+    sidecar = resolve_checkpoint(path, training=True)
     meta, tensors, _ = ckpt.load_checkpoint(sidecar, with_state=False)
     name = meta.get("method")
     if name is None or methods.get(name).cls.needs_train_data:
