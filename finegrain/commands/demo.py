@@ -62,6 +62,10 @@ def run(args) -> int:
         summary = fit(stage_config(stage, root, out, stamp, args.epochs, teacher))
         results[stage] = {k: summary.get(k) for k in ("run_dir", "architecture", "test_top1", "test_top5",
                                                         "images_per_s", "train_seconds", "checkpoint")}
+        health = (summary.get("history") or [{}])[-1]
+        if "health/classes_covered" in health:  # data-free: did synthesis find the teacher's classes?
+            results[stage]["synthetic_classes_covered"] = int(health["health/classes_covered"])
+            results[stage]["synthetic_teacher_confidence"] = health.get("health/teacher_confidence")
     report = out / f"demo-{stamp}-summary.json"
     report.write_text(json.dumps(results, indent=2))
     print_table(results)
@@ -74,6 +78,10 @@ def run(args) -> int:
 def print_table(results: dict) -> None:
     notes = {"supervised": "all 40 train images/class", "csdnet": "5 train images/class",
              "distill": "no training image (teacher: supervised)"}
+    if "synthetic_classes_covered" in results.get("distill", {}):
+        r = results["distill"]
+        notes["distill"] += (f"; teacher predicts {r['synthetic_classes_covered']} classes on the synthetic images "
+                             f"(confidence {r['synthetic_teacher_confidence']:.2f})")
     print(f"{'stage':11s} {'model':20s} {'test top-1':>10s} {'top-5':>7s} {'seconds':>8s}  data")
     for stage, r in results.items():
         print(f"{stage:11s} {r['architecture'] or '-':20s} {r['test_top1'] or 0:10.2f} {r['test_top5'] or 0:7.2f} "

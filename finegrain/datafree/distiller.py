@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from finegrain.config import option, register_section
-from finegrain.datafree.frozen import as_critic
+from finegrain.datafree.frozen import as_critic, freeze_batchnorm
+from finegrain.datafree.health import SynthesisHealth
 from finegrain.datafree.synthesizer import GeneratorSynthesizer, Synthesizer
 from finegrain.datafree.teacher import apply_teacher_preprocessing, load_teacher, teacher_meta
 from finegrain.errors import ConfigError
@@ -49,6 +50,19 @@ class DistillConfig:
                               choices=("eval", "train"))
     flush_denormal: bool = option(True, "CPU: flush denormal floats to zero for this process (saturated attention "
                                         "sigmoids make them, and x86 computes them ~10× slower)")
+    # finegrain's practical settings (not the paper's; the paper's behaviour is each default)
+    warmup_steps: int = option(0, "synthesizer-only steps before the first student step, so the student never "
+                                  "learns from a fresh generator's images (finegrain; paper: 0)")
+    pool_size: int = option(0, "keep the last N synthesized images (FIFO) and draw student batches from them, "
+                               "so each image teaches several times (finegrain; paper: 0 = a fresh batch per "
+                               "student step; DeepInversion and CMI keep their own pools)")
+    pool_crop: float = option(1.0, "pool draws: random square crop of area fraction in [pool_crop, 1], resized "
+                                   "back (1 = no crop)")
+    pool_flip: bool = option(True, "pool draws: mirror at random (turn off for digits or text)")
+    student_bn: str = option("train", "student BatchNorm during student steps: train (batch statistics, running ones "
+                                      "updated; paper) or frozen (running statistics used and kept bit for bit: "
+                                      "a pretrained student keeps its real-image statistics)",
+                             choices=("train", "frozen"))
 
 
 def build_student(cfg, num_classes: int):
@@ -80,6 +94,9 @@ class DataFreeDistiller(Method):
         self.batch_size = cfg.data.batch_size
         self.kd_loss = KLDivergence(cfg.distill.temperature, cfg.distill.kl_direction)
         self.synthesizer = self.build_synthesizer()
+        self._configure_pool(cfg.distill)
+        self.health = SynthesisHealth(self.teacher, self.teacher.net.head(), self.num_classes)
+        self._images_at_epoch_start = 0
         # Per-rank synthetic state (pixels, pools) must not be overwritten by rank 0's under DDP.
         self._ddp_params_and_buffers_to_ignore = [f"synthesizer.{n}" for n in self.synthesizer.rank_local()]
 
@@ -105,6 +122,17 @@ class DataFreeDistiller(Method):
         return []
 
     # ----------------------------------------------------------------------- shared plumbing
+    def _configure_pool(self, d) -> None:
+        """``distill.pool_*``: a pool for synthesizers that have none, and the views of every pool."""
+        if d.pool_size < 0:
+            raise ConfigError(f"distill.pool_size must be >= 0, got {d.pool_size}")
+        if d.pool_size and self.synthesizer.pool is None:
+            self.synthesizer.attach_pool(d.pool_size)
+        try:
+            self.synthesizer.configure_views(d.pool_crop, d.pool_flip)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
     @classmethod
     def prepare_config(cls, cfg) -> None:
         apply_teacher_preprocessing(cfg)
@@ -118,7 +146,8 @@ class DataFreeDistiller(Method):
     def configure_phases(self, total_iterations: int, iterations_per_epoch: int) -> list[Phase]:
         optimizer = self.synthesizer.make_optimizer()
         scheduler = self.synthesizer.make_scheduler(optimizer, total_iterations, iterations_per_epoch)
-        generator = Phase("generator", optimizer, scheduler, steps=self.cfg.distill.generator_steps, uses_batch=False)
+        generator = Phase("generator", optimizer, scheduler, steps=self.cfg.distill.generator_steps, uses_batch=False,
+                          warmup_steps=self.cfg.distill.warmup_steps)
         student = self.classifier_phase("student", self.student, total_iterations, iterations_per_epoch,
                                         extra_params=self.student_extra_parameters())
         student.steps, student.uses_batch = self.cfg.distill.student_steps, False
@@ -128,7 +157,23 @@ class DataFreeDistiller(Method):
         if phase == "generator":
             with as_critic(self.student, self.cfg.distill.critic_mode):
                 return self.synthesizer.synthesize(self.synthesis_objective)
-        return self.student_objective(self.synthesizer.sample(self.batch_size))
+        if self.cfg.distill.student_bn == "frozen":
+            freeze_batchnorm(self.student)
+        images = self.synthesizer.sample(self.batch_size)
+        with self.health.watch():
+            return self.student_objective(images)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        super().on_epoch_start(epoch)
+        self.health.reset()
+        self._images_at_epoch_start = self.synthesizer.images_made
+
+    def epoch_report(self, seconds: float) -> tuple[dict, list[str]]:
+        """Synthetic images/s and the synthesis health of this epoch; a warning if it collapsed."""
+        made = self.synthesizer.images_made - self._images_at_epoch_start
+        metrics = {"train/images_per_s": made / seconds if seconds > 0 else 0.0, **self.health.summary()}
+        warning = self.health.warning()
+        return metrics, [warning] if warning else []
 
     def on_optimizer_step(self, phase: str) -> None:
         if phase == "generator":

@@ -54,3 +54,16 @@ def as_critic(module: nn.Module, mode: str = "eval"):
             yield module
     finally:
         module.train(was_training)
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode: running statistics are used, never updated.
+
+    Why: a student initialised from ImageNet weights carries BatchNorm statistics of real photos;
+    batch statistics of synthetic images would overwrite them with those of images that are
+    only approximately real. Affine weights still learn. Call it after anything that sets train
+    mode (the loop does so every epoch).
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()

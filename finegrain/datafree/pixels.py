@@ -28,6 +28,7 @@ class PixelSynthesizer(Synthesizer):
         self.register_buffer("targets", torch.zeros(batch_size, dtype=torch.long))
         self.register_buffer("progress", torch.zeros((), dtype=torch.long))
         self.pool = ImagePool(pool_capacity)
+        self.view_flip = flip
         self._optimizer = None
 
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -69,8 +70,4 @@ class PixelSynthesizer(Synthesizer):
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        images = self.pool.sample(n)
-        if self.flip:
-            flipped = torch.rand(n, device=images.device) < 0.5
-            images = torch.where(flipped[:, None, None, None], images.flip(3), images)
-        return self.normalizer(images)
+        return self.draw_from_pool(n)

@@ -8,6 +8,12 @@ without gradients and without changing the synthesizer.
 
 Images leave a synthesizer normalized exactly as the teacher's real inputs were: the generator's
 ``tanh`` output is mapped to [0, 1], then ``(x − mean)/std`` with the teacher's mean and std.
+
+A synthesizer may keep an :class:`~finegrain.datafree.pool.ImagePool` (finegrain's practical
+setting for generators, ``distill.pool_size``; DeepInversion and CMI always have one): every
+batch a synthesis step makes joins the pool at no extra cost, and student batches are random
+draws from it seen through :meth:`Synthesizer.views` (random crops and flips), so each
+synthesized image teaches the student several times — the CMI / Fast-DFKD habit.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from torch import nn
 
 from finegrain.config import option, register_section
 from finegrain.datafree.frozen import preserved_buffers
+from finegrain.datafree.pool import ImagePool
+from finegrain.datafree.views import random_crop_view
 from finegrain.engine.optim import build_scheduler
 from finegrain.models.generator import PAPER_CHANNELS, AttentionGenerator
 
@@ -36,6 +44,9 @@ class GeneratorConfig:
     softmax_axis: str = option("spatial", "SAM softmax over each channel's positions ×H·W, or over channels (spec: spatial)",
                                choices=("spatial", "channel"))
     leaky_slope: float = option(0.2, "LeakyReLU slope of the up-blocks (spec: 0.2)")
+    output_norm: str = option("none", "affine-free BatchNorm before the output tanh so a fresh generator already has "
+                                      "photo-like contrast (finegrain's practical setting; paper: none)",
+                              choices=("none", "batchnorm"))
     lr: float = option(1e-3, "generator Adam learning rate (paper: 1e-3)")
     betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
     weight_decay: float = option(0.0, "generator weight decay")
@@ -68,8 +79,33 @@ class Synthesizer(nn.Module):
         super().__init__()
         self.normalizer = Normalizer(mean, std)
         self.batch_size = batch_size
-        #: fresh synthetic images handed out so far in this process (for images/s figures)
+        #: fresh synthetic images made so far in this process (for images/s figures)
         self.images_made = 0
+        #: the pool student batches are drawn from, or None for a fresh batch at every student step
+        self.pool: ImagePool | None = None
+        self.view_crop, self.view_flip = 1.0, True
+
+    def attach_pool(self, capacity: int) -> None:
+        """Keep the last ``capacity`` synthesized images; student batches are drawn from them."""
+        self.pool = ImagePool(capacity)
+
+    def configure_views(self, crop: float, flip: bool) -> None:
+        """Pool draws are cropped to a random square of area fraction in [crop, 1], and mirrored if ``flip``."""
+        if not 0.0 < crop <= 1.0:
+            raise ValueError(f"distill.pool_crop must be in (0, 1], got {crop}")
+        self.view_crop, self.view_flip = float(crop), self.view_flip and bool(flip)
+
+    def views(self, images: torch.Tensor) -> torch.Tensor:
+        """Random crop (resized back) and mirror of each normalized image: a pooled image looks new."""
+        if self.view_crop < 1.0:
+            return random_crop_view(images, scale=(self.view_crop, 1.0), flip=self.view_flip)
+        if not self.view_flip:
+            return images
+        mirrored = torch.rand(images.shape[0], device=images.device) < 0.5
+        return torch.where(mirrored[:, None, None, None], images.flip(3), images)
+
+    def draw_from_pool(self, n: int) -> torch.Tensor:
+        return self.views(self.normalizer(self.pool.sample(n)))
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         raise NotImplementedError
@@ -103,11 +139,15 @@ class GeneratorSynthesizer(Synthesizer):
         self.generator = generator
         self.cfg = gen_cfg
 
+    def rank_local(self) -> list[str]:
+        return ["pool.images"] if self.pool is not None else []
+
     @classmethod
     def from_config(cls, gen_cfg: GeneratorConfig, image_size: int, mean, std, batch_size: int) -> "GeneratorSynthesizer":
         generator = AttentionGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels,
                                        attention_lambda=gen_cfg.attention_lambda, slope=gen_cfg.leaky_slope,
-                                       sam_ratio=gen_cfg.sam_ratio, softmax_axis=gen_cfg.softmax_axis)
+                                       sam_ratio=gen_cfg.sam_ratio, softmax_axis=gen_cfg.softmax_axis,
+                                       output_norm=gen_cfg.output_norm)
         return cls(generator, gen_cfg, mean, std, batch_size)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -127,11 +167,18 @@ class GeneratorSynthesizer(Synthesizer):
         return self.normalizer((self.generator(z) + 1) / 2)
 
     def synthesize(self, objective: Objective) -> dict:
-        return objective(self.generate(self.noise(self.batch_size)))
+        images = self.generate(self.noise(self.batch_size))
+        if self.pool is not None:  # the batch the generator learns from also feeds the student
+            self.pool.add(self.normalizer.to_unit(images.detach()))
+            self.images_made += images.shape[0]
+        return objective(images)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        """A batch as the generator now makes it (train-mode BatchNorm), leaving its state untouched."""
+        """Draws from the pool if there is one; else a batch as the generator now makes it
+        (train-mode BatchNorm), leaving its state untouched."""
+        if self.pool is not None:
+            return self.draw_from_pool(n)
         with preserved_buffers(self.generator):
             images = self.generate(self.noise(n))
         self.images_made += n

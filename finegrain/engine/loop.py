@@ -227,6 +227,10 @@ class Trainer:
             record["train/images_per_s"] = images / elapsed if images else 0.0
             record["train/iterations_per_s"] = count / elapsed
             record["lr"] = phases[-1].optimizer.param_groups[-1]["lr"]
+            method_record, warnings = method.epoch_report(elapsed)
+            record.update(method_record)
+            for warning in warnings:
+                echo(f"warning: {warning}", self.main)
             last = epoch + 1 == cfg.train.epochs
             if val_loader is not None and (last or (cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0)):
                 result = evaluate(method.eval_model(), val_loader, method.num_classes, fabric=fabric)
@@ -242,7 +246,8 @@ class Trainer:
         cfg, fabric = self.cfg, self.fabric
         logs = {}
         for phase in phases:
-            for _ in range(phase.steps):
+            warmup = phase.warmup_steps if self.global_step == 0 else 0  # a fresh run's first iteration only
+            for _ in range(warmup + phase.steps):
                 out = model(batch if phase.uses_batch else None, phase.name)
                 loss = out["loss"]
                 if self._any_rank(not bool(torch.isfinite(loss).all())):

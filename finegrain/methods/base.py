@@ -25,6 +25,7 @@ class Phase:
     scheduler: Optional[Any] = None
     steps: int = 1            # optimizer steps per loop iteration
     uses_batch: bool = True   # whether the step consumes the real batch
+    warmup_steps: int = 0     # extra steps of this phase alone before a fresh run's first iteration
 
 
 class Method(nn.Module):
@@ -71,6 +72,10 @@ class Method(nn.Module):
 
     def on_optimizer_step(self, phase: str) -> None:
         """Called after each optimizer step (EMA copies, queues)."""
+
+    def epoch_report(self, seconds: float) -> tuple[dict, list[str]]:
+        """Method-specific figures for the epoch's log line (they override the loop's), and warnings."""
+        return {}, []
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith(self.checkpoint_exclude)}

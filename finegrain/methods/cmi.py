@@ -77,7 +77,7 @@ class ContrastiveSynthesizer(GeneratorSynthesizer):
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        return random_crop_view(self.normalizer(self.pool.sample(n)), scale=(1.0, 1.0), flip=True)
+        return self.draw_from_pool(n)
 
 
 @register_method("cmi", "CMI: DFQ-style generator plus instance contrast against a memory bank; KD on a growing pool",

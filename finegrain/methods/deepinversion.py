@@ -24,6 +24,7 @@ from finegrain.config import option, register_section
 from finegrain.datafree.bn_hooks import BNStatsHooks
 from finegrain.datafree.distiller import DataFreeDistiller
 from finegrain.datafree.pixels import PixelSynthesizer
+from finegrain.errors import ConfigError
 from finegrain.losses.bn_stats import BNStatsLoss
 from finegrain.losses.image_priors import L2Prior, TotalVariation
 from finegrain.losses.kd import JensenShannon
@@ -40,6 +41,9 @@ class DeepInversionConfig:
     lr: float = option(0.1, "Adam learning rate of the pixels")
     betas: list = option([0.5, 0.99], "Adam betas of the pixels")
     pool_size: int = option(2048, "images kept in the pool (oldest dropped first; 0 = all)")
+    steps_per_batch: int = option(0, "optimizer steps a batch of pixels gets before it joins the pool; 0 = "
+                                     "distill.generator_steps (one batch per iteration). Larger values spread "
+                                     "a batch over several iterations, so student steps interleave with it")
     jitter: int = option(2, "random shift of the pixels at each step, in pixels")
     flip: bool = option(True, "random horizontal flips while optimizing and when sampling the pool")
 
@@ -51,11 +55,16 @@ class DeepInversion(DataFreeDistiller):
         super().__init__(cfg, class_names, **context)
         self.bn_hooks = BNStatsHooks(self.teacher)
         self.bn_loss, self.tv, self.l2, self.js = BNStatsLoss(), TotalVariation(), L2Prior(), JensenShannon()
+        d, per_batch = cfg.distill, self.synthesizer.steps_per_batch
+        if per_batch > d.warmup_steps + d.generator_steps:
+            raise ConfigError(f"deepinversion.steps_per_batch={per_batch}: the pool would still be empty at the first "
+                              f"student step; set distill.warmup_steps >= {per_batch - d.generator_steps}")
 
     def build_synthesizer(self) -> PixelSynthesizer:
         d, di = self.cfg.data, self.cfg.deepinversion
         return PixelSynthesizer(d.image_size, self.num_classes, d.mean, d.std, self.batch_size,
-                                steps_per_batch=self.cfg.distill.generator_steps, lr=di.lr, betas=di.betas,
+                                steps_per_batch=di.steps_per_batch or self.cfg.distill.generator_steps,
+                                lr=di.lr, betas=di.betas,
                                 pool_capacity=di.pool_size, jitter=di.jitter, flip=di.flip)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:

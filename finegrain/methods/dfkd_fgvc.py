@@ -34,6 +34,7 @@ from finegrain.config import option, register_section
 from finegrain.datafree.bn_hooks import BNStatsHooks
 from finegrain.datafree.distiller import DataFreeDistiller
 from finegrain.losses.bn_stats import BNStatsLoss
+from finegrain.losses.datafree_priors import ClassBalanceLoss, OneHotLoss
 from finegrain.losses.mhad import MHADLoss, pair_stages
 from finegrain.losses.sfcl import SemanticContrastLoss
 from finegrain.methods import register_method
@@ -47,6 +48,10 @@ class DFKDConfig:
     gamma: float = option(8.0, "γ: weight of L_SFCL in the student objective (paper: 8)")
     mhad: bool = option(True, "use mixed high-order attention distillation (ablation switch)")
     sfcl: bool = option(True, "use semantic feature contrast learning (ablation switch)")
+    onehot: float = option(0.0, "finegrain's practical prior, not the paper's: weight of CE(teacher logits, their "
+                                "argmax) in the generator objective (confident images; paper: 0)")
+    balance: float = option(0.0, "finegrain's practical prior, not the paper's: weight of log K − H(batch-mean "
+                                 "teacher prediction) in the generator objective (every class covered; paper: 0)")
 
 
 @register_section("mhad")
@@ -79,6 +84,7 @@ class DFKDFGVC(DataFreeDistiller):
         super().__init__(cfg, class_names, **context)
         self.bn_hooks = BNStatsHooks(self.teacher)
         self.bn_loss = BNStatsLoss()
+        self.onehot, self.balance = OneHotLoss(), ClassBalanceLoss()
         dfkd = cfg.dfkd
         self.mhad = self._build_mhad(cfg.mhad) if dfkd.mhad else None
         self.sfcl = self._build_sfcl(cfg.sfcl) if dfkd.sfcl else None
@@ -100,8 +106,16 @@ class DFKDFGVC(DataFreeDistiller):
             teacher_logits = self.teacher(images)
         bn = self.bn_loss(stats)
         kd = self.kd_loss(self.student(images), teacher_logits)
-        loss = self.cfg.dfkd.alpha * bn - kd
-        return {"loss": loss, "bn": bn.detach(), "kd": kd.detach()}
+        dfkd = self.cfg.dfkd
+        loss = dfkd.alpha * bn - kd
+        logs = {"bn": bn.detach(), "kd": kd.detach()}
+        if dfkd.onehot:  # practical priors (finegrain): off in the paper's objective
+            onehot = self.onehot(teacher_logits)
+            loss, logs["onehot"] = loss + dfkd.onehot * onehot, onehot.detach()
+        if dfkd.balance:
+            balance = self.balance(teacher_logits)
+            loss, logs["balance"] = loss + dfkd.balance * balance, balance.detach()
+        return {"loss": loss, **logs}
 
     # (c) student objective, Eq. 11: L_KD + β·L_MHAD + γ·L_SFCL
     def student_objective(self, images: torch.Tensor) -> dict:

@@ -18,6 +18,14 @@ re-weighting, not a shrinking), and for sizes that are not multiples of 16 the l
 center-cropped to the size asked for. ``λ = 0`` skips SAM: the output is exactly the plain
 DCGAN's. ``forward`` returns the tanh image in [-1, 1]; the synthesizer maps it to the teacher's
 normalization.
+
+``output_norm="batchnorm"`` (finegrain's practical setting, not the paper's) puts an affine-free
+BatchNorm between the RGB conv and the tanh, as DAFL's and DFAD's generators normalise their
+output. Why: every spectral-normed up-block shrinks activations about 3×, so a fresh paper-mode
+generator emits nearly flat grey images (per-image std ~0.04 in [0, 1] at CPU widths, ~0.005 at
+the paper's), on which a teacher predicts one class; a whole short budget is then spent just
+finding contrast. With unit-variance logits before the tanh, the first images already have
+photo-like contrast (std ~0.3). ``"none"`` is the paper's Table 6 architecture, unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 PAPER_CHANNELS = (512, 256, 128, 64, 64)
 SOFTMAX_AXES = ("spatial", "channel")
+OUTPUT_NORMS = ("none", "batchnorm")
 
 
 def conv_bn_relu(cin: int, cout: int, transposed: bool = False) -> nn.Sequential:
@@ -101,8 +110,10 @@ class AttentionGenerator(nn.Module):
 
     def __init__(self, image_size: int, noise_dim: int = 256, channels=PAPER_CHANNELS, *,
                  attention_lambda: float = 0.05, slope: float = 0.2, sam_ratio: int = 4,
-                 softmax_axis: str = "spatial"):
+                 softmax_axis: str = "spatial", output_norm: str = "none"):
         super().__init__()
+        if output_norm not in OUTPUT_NORMS:
+            raise ValueError(f"generator output_norm must be one of {OUTPUT_NORMS}, got {output_norm!r}")
         channels = list(channels)
         if len(channels) != 5:
             raise ValueError(f"generator channels: 5 widths (FC + 4 blocks), got {channels}")
@@ -116,13 +127,18 @@ class AttentionGenerator(nn.Module):
                     attention=self.attention_lambda != 0)
             for cin, cout in zip(channels[:-1], channels[1:]))
         self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
+        # Registered only when used, so paper-mode state dicts keep exactly the paper's keys.
+        self.output_norm = nn.BatchNorm2d(3, affine=False) if output_norm == "batchnorm" else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.fc(z).view(z.shape[0], -1, self.init_size, self.init_size)
         x = self.bn(x)
         for block in self.blocks:
             x = block(x, self.attention_lambda)
-        x = torch.tanh(self.to_rgb(x))
+        x = self.to_rgb(x)
+        if self.output_norm is not None:
+            x = self.output_norm(x)
+        x = torch.tanh(x)
         extra = x.shape[-1] - self.image_size
         if extra:
             start = extra // 2

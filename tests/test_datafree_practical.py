@@ -1,0 +1,187 @@
+"""finegrain's practical data-free settings: generator contrast, warm-up, image pool, frozen student
+BatchNorm, and the synthesis health signals (METHODS.md §4)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from finegrain import methods  # noqa: F401  (registry first: methods and datafree import each other)
+from finegrain.datafree.distiller import DataFreeDistiller
+from finegrain.datafree.health import SynthesisHealth
+from finegrain.datafree.pool import ImagePool
+from finegrain.engine.loop import fit
+from finegrain.errors import ConfigError
+from finegrain.models.generator import AttentionGenerator
+from test_datafree import build_method, distill_config, one_step, teacher  # noqa: F401  (fixture)
+from test_losses_datafree import one_thread  # noqa: F401  (autouse: one torch thread)
+
+PRACTICAL = {"generator.output_norm": "batchnorm", "distill.pool_size": 12, "distill.pool_crop": 0.5,
+             "distill.student_bn": "frozen"}
+
+
+def per_image_std(generator: nn.Module, n: int = 8) -> torch.Tensor:
+    with torch.no_grad():
+        unit = (generator(torch.randn(n, generator.noise_dim)) + 1) / 2
+    return unit.flatten(1).std(1)
+
+
+@pytest.mark.parametrize("channels", [[64, 32, 16, 16, 8], [128, 64, 32, 16, 16]])
+def test_practical_generator_starts_with_contrast_the_paper_one_lacks(channels):
+    torch.manual_seed(0)
+    paper = AttentionGenerator(64, 32, channels)
+    torch.manual_seed(0)
+    practical = AttentionGenerator(64, 32, channels, output_norm="batchnorm")
+    floor = 0.15  # real photos in [0, 1] have a per-image std of ~0.2-0.3
+    assert per_image_std(practical).min() > floor
+    assert per_image_std(paper).max() < floor
+
+
+def test_paper_generator_keeps_the_papers_parameters():
+    torch.manual_seed(0)
+    paper = AttentionGenerator(32, 16, [32, 16, 16, 8, 8])
+    torch.manual_seed(0)
+    practical = AttentionGenerator(32, 16, [32, 16, 16, 8, 8], output_norm="batchnorm")
+    assert not any("output_norm" in k for k in paper.state_dict())
+    extra = set(practical.state_dict()) - set(paper.state_dict())
+    assert extra and all(k.startswith("output_norm.") for k in extra)  # buffers only: affine-free
+    assert not any(n.startswith("output_norm") for n, _ in practical.named_parameters())
+    with pytest.raises(ValueError, match="output_norm"):
+        AttentionGenerator(32, 16, [32, 16, 16, 8, 8], output_norm="layer")
+
+
+def test_warmup_runs_synthesizer_steps_before_any_student_step(teacher, tmp_path, monkeypatch):
+    order = []
+    original = DataFreeDistiller.on_optimizer_step
+
+    def record(self, phase):
+        order.append(phase)
+        original(self, phase)
+
+    monkeypatch.setattr(DataFreeDistiller, "on_optimizer_step", record)
+    fit(distill_config(teacher, tmp_path, **{"distill.warmup_steps": 3, "distill.generator_steps": 1,
+                                             "distill.student_steps": 2, "train.epochs": 1}))
+    # iteration 1: 3 warm-up + t = 1 synthesizer steps, then k = 2 student steps; iteration 2: no warm-up
+    assert order == ["generator"] * 4 + ["student"] * 2 + ["generator"] + ["student"] * 2
+
+
+def test_pool_is_bounded_fifo_and_fed_by_every_synthesis_step(teacher, tmp_path):
+    method, phases = build_method(distill_config(teacher, tmp_path, **PRACTICAL))
+    synthesizer = method.synthesizer
+    pool = synthesizer.pool
+    assert isinstance(pool, ImagePool) and pool.capacity == 12
+    made, generate = [], synthesizer.generate
+    synthesizer.generate = lambda z: made.append(generate(z)) or made[-1]
+    for step in range(4):  # batch 4: 16 images made, the 12 newest kept
+        one_step(method, phases["generator"])
+        assert len(pool) == min(12, 4 * (step + 1))
+    assert synthesizer.images_made == 16
+    newest = (synthesizer.normalizer.to_unit(made[-1].detach()) * 255).round().to(torch.uint8)
+    assert torch.equal(pool.images[-4:], newest)
+    before = method.synthesizer.images_made
+    one_step(method, phases["student"])  # student batches come from the pool: nothing new is made
+    assert method.synthesizer.images_made == before
+
+
+def test_pool_keeps_the_newest_images():
+    pool = ImagePool(capacity=3, quantize=False)
+    for value in range(5):
+        pool.add(torch.full((1, 3, 2, 2), value / 10))
+    assert [round(float(x), 2) for x in pool.images[:, 0, 0, 0]] == [0.2, 0.3, 0.4]
+
+
+def test_pool_views_crop_and_flip_but_keep_shape(teacher, tmp_path):
+    method, phases = build_method(distill_config(teacher, tmp_path, **PRACTICAL))
+    one_step(method, phases["generator"])
+    drawn = method.synthesizer.sample(6)
+    assert drawn.shape == (6, 3, 32, 32) and torch.isfinite(drawn).all()
+    with pytest.raises(ConfigError, match="pool_crop"):
+        build_method(distill_config(teacher, tmp_path, **{**PRACTICAL, "distill.pool_crop": 0.0}))
+
+
+def test_pool_is_checkpointed_and_resume_is_exact(teacher, tmp_path):
+    settings = {**PRACTICAL, "distill.warmup_steps": 2, "train.epochs": 2}
+    whole = fit(distill_config(teacher, tmp_path / "a", **settings))
+    paused = fit(distill_config(teacher, tmp_path / "b", **settings, **{"train.stop_after_steps": 3}))
+    assert paused["paused_at_step"] == 3
+    checkpoint = load_file(next(Path(paused["run_dir"], "checkpoints").glob("*.safetensors")).as_posix())
+    assert checkpoint["synthesizer.pool.images"].shape[0] == 12
+    resumed = fit(distill_config(teacher, tmp_path / "b", **settings), resume="auto")
+    a = load_file(str(Path(whole["run_dir"]) / "model.safetensors"))
+    b = load_file(str(Path(resumed["run_dir"]) / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    last = [load_file(next(Path(r["run_dir"], "checkpoints").glob("ckpt-e002*.safetensors")).as_posix())
+            for r in (whole, resumed)]
+    assert torch.equal(last[0]["synthesizer.pool.images"], last[1]["synthesizer.pool.images"])
+
+
+def bn_buffers(module):
+    return {k: v.clone() for k, v in module.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+def test_frozen_student_batchnorm_keeps_its_statistics_bit_for_bit(teacher, tmp_path):
+    method, phases = build_method(distill_config(teacher, tmp_path, **PRACTICAL))
+    method.train()  # as the loop does every epoch
+    one_step(method, phases["generator"])
+    before = bn_buffers(method.student)
+    weights = {k: v.clone() for k, v in method.student.state_dict().items() if k not in before}
+    for _ in range(2):
+        one_step(method, phases["student"])
+    after = bn_buffers(method.student)
+    assert before and all(torch.equal(before[k], after[k]) for k in before)
+    assert any(not torch.equal(weights[k], method.student.state_dict()[k]) for k in weights)  # it still learns
+
+    trained, phases = build_method(distill_config(teacher, tmp_path, **{**PRACTICAL, "distill.student_bn": "train"}))
+    trained.train()
+    one_step(trained, phases["generator"])
+    before = bn_buffers(trained.student)
+    one_step(trained, phases["student"])
+    assert any(not torch.equal(before[k], v) for k, v in bn_buffers(trained.student).items())
+
+
+class ToyTeacher(nn.Module):
+    """Logits = BN(x) of 4-vectors: the argmax is whichever input coordinate is largest."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(4).eval()
+        self.head = nn.Identity()
+
+    def forward(self, x):
+        return self.head(self.bn(x))
+
+
+def test_coverage_warning_fires_on_collapsed_synthesis_and_not_on_healthy():
+    torch.manual_seed(0)
+    teacher = ToyTeacher()
+    health = SynthesisHealth(teacher, teacher.head, num_classes=4)
+    for _ in range(3):
+        with health.watch():
+            teacher(torch.randn(16, 4))
+    summary = health.summary()
+    assert summary["health/classes_covered"] == 4 and 0.25 <= summary["health/teacher_confidence"] <= 1
+    assert summary["health/bn_loss"] > 0 and health.warning() is None
+
+    health.reset()
+    collapsed = torch.tensor([[5.0, 0.0, 0.0, 0.0]]).repeat(16, 1)
+    for _ in range(3):
+        with health.watch():
+            teacher(collapsed + 0.01 * torch.randn(16, 4))
+    assert health.summary()["health/classes_covered"] == 1
+    warning = health.warning()
+    assert warning is not None and "1 of 4 classes" in warning
+
+    health.reset()
+    teacher(collapsed)  # outside watch(): nothing recorded
+    assert health.summary() == {} and health.warning() is None
+
+
+def test_health_and_synthetic_speed_in_every_epoch_log(teacher, tmp_path, capsys):
+    summary = fit(distill_config(teacher, tmp_path, **PRACTICAL, **{"distill.warmup_steps": 2}))
+    for record in summary["history"]:
+        assert record["train/images_per_s"] > 0
+        assert 1 <= record["health/classes_covered"] <= 3
+        assert 0 < record["health/teacher_confidence"] <= 1 and record["health/bn_loss"] > 0
+    assert "health/classes_covered" in capsys.readouterr().out
