@@ -185,3 +185,31 @@ def test_health_and_synthetic_speed_in_every_epoch_log(teacher, tmp_path, capsys
         assert 1 <= record["health/classes_covered"] <= 3
         assert 0 < record["health/teacher_confidence"] <= 1 and record["health/bn_loss"] > 0
     assert "health/classes_covered" in capsys.readouterr().out
+
+
+def test_class_conditional_synthesis_keeps_targets_and_trains_their_embedding(teacher, tmp_path):
+    cond = {"generator.class_conditional": True, "dfkd.target_ce": 1.0}
+    method, phases = build_method(distill_config(teacher, tmp_path, **cond))
+    synthesizer = method.synthesizer
+    embedding = synthesizer.class_embedding.weight.detach().clone()
+    out = method(None, "generator")
+    assert synthesizer.targets.shape == (4,) and int(synthesizer.targets.max()) < 3
+    assert "target_ce" in out and torch.isfinite(out["target_ce"])
+    phases["generator"].optimizer.zero_grad()
+    out["loss"].backward()
+    phases["generator"].optimizer.step()
+    assert not torch.equal(embedding, synthesizer.class_embedding.weight)  # the generator's optimizer owns it
+    with pytest.raises(ConfigError, match="class_conditional"):
+        build_method(distill_config(teacher, tmp_path, **{"dfkd.target_ce": 1.0}))
+
+
+def test_deepinversion_batch_must_be_done_before_the_first_student_step(teacher, tmp_path):
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        build_method(distill_config(teacher, tmp_path, method="deepinversion",
+                                    **{"deepinversion.steps_per_batch": 5, "distill.generator_steps": 1}))
+    method, phases = build_method(distill_config(teacher, tmp_path, method="deepinversion",
+                                                 **{"deepinversion.steps_per_batch": 3, "distill.generator_steps": 1,
+                                                    "distill.warmup_steps": 2}))
+    for _ in range(3):
+        one_step(method, phases["generator"])
+    assert len(method.synthesizer.pool) == 4  # one finished batch of 4

@@ -104,7 +104,8 @@ class DataFreeDistiller(Method):
     def build_synthesizer(self) -> Synthesizer:
         """Default: the attention generator of the ``generator`` config section."""
         d = self.cfg.data
-        return GeneratorSynthesizer.from_config(self.cfg.generator, d.image_size, d.mean, d.std, self.batch_size)
+        return GeneratorSynthesizer.from_config(self.cfg.generator, d.image_size, d.mean, d.std, self.batch_size,
+                                                self.num_classes)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:
         """The synthesizer's loss on a synthetic batch (the student is a frozen critic here)."""

@@ -44,9 +44,13 @@ class GeneratorConfig:
     softmax_axis: str = option("spatial", "SAM softmax over each channel's positions ×H·W, or over channels (spec: spatial)",
                                choices=("spatial", "channel"))
     leaky_slope: float = option(0.2, "LeakyReLU slope of the up-blocks (spec: 0.2)")
-    output_norm: str = option("none", "affine-free BatchNorm before the output tanh so a fresh generator already has "
-                                      "photo-like contrast (finegrain's practical setting; paper: none)",
-                              choices=("none", "batchnorm"))
+    class_conditional: bool = option(False, "add a learnable per-class vector to z and keep each batch's target classes "
+                                            "for a target cross-entropy term (finegrain's practical setting, the CMI/"
+                                            "Fast-DFKD habit of targeted synthesis; paper: an unconditional generator)")
+    output_norm: str = option("none", "BatchNorm before the output tanh so a fresh generator already has photo-like "
+                                      "contrast: affine-free (batchnorm, as DAFL/DFAD) or with a learnt per-channel "
+                                      "scale and shift (batchnorm_affine) (finegrain's practical setting; paper: none)",
+                              choices=("none", "batchnorm", "batchnorm_affine"))
     lr: float = option(1e-3, "generator Adam learning rate (paper: 1e-3)")
     betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
     weight_decay: float = option(0.0, "generator weight decay")
@@ -134,25 +138,38 @@ class Synthesizer(nn.Module):
 class GeneratorSynthesizer(Synthesizer):
     """A generator ``G(z)``, trained by Adam on the method's objective, sampled with fresh noise."""
 
-    def __init__(self, generator: nn.Module, gen_cfg: GeneratorConfig, mean, std, batch_size: int):
+    def __init__(self, generator: nn.Module, gen_cfg: GeneratorConfig, mean, std, batch_size: int,
+                 num_classes: int = 0):
         super().__init__(mean, std, batch_size)
         self.generator = generator
         self.cfg = gen_cfg
+        #: target class of each image of the newest batch (class-conditional synthesis), else None
+        self.targets: torch.Tensor | None = None
+        self.class_embedding = None
+        if gen_cfg.class_conditional:
+            if num_classes < 1:
+                raise ValueError("generator.class_conditional needs the number of classes")
+            self.num_classes = num_classes
+            self.class_embedding = nn.Embedding(num_classes, generator.noise_dim)
+            nn.init.normal_(self.class_embedding.weight)
 
     def rank_local(self) -> list[str]:
         return ["pool.images"] if self.pool is not None else []
 
     @classmethod
-    def from_config(cls, gen_cfg: GeneratorConfig, image_size: int, mean, std, batch_size: int) -> "GeneratorSynthesizer":
+    def from_config(cls, gen_cfg: GeneratorConfig, image_size: int, mean, std, batch_size: int,
+                    num_classes: int = 0) -> "GeneratorSynthesizer":
         generator = AttentionGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels,
                                        attention_lambda=gen_cfg.attention_lambda, slope=gen_cfg.leaky_slope,
                                        sam_ratio=gen_cfg.sam_ratio, softmax_axis=gen_cfg.softmax_axis,
                                        output_norm=gen_cfg.output_norm)
-        return cls(generator, gen_cfg, mean, std, batch_size)
+        return cls(generator, gen_cfg, mean, std, batch_size, num_classes)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.generator.parameters(), lr=self.cfg.lr, betas=tuple(self.cfg.betas),
-                                weight_decay=self.cfg.weight_decay)
+        params = list(self.generator.parameters())
+        if self.class_embedding is not None:
+            params += list(self.class_embedding.parameters())
+        return torch.optim.Adam(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay)
 
     def make_scheduler(self, optimizer, total_iterations: int, iterations_per_epoch: int):
         from finegrain.config import ScheduleConfig
@@ -160,8 +177,14 @@ class GeneratorSynthesizer(Synthesizer):
         return build_scheduler(optimizer, ScheduleConfig(name=self.cfg.schedule), total_iterations, iterations_per_epoch)
 
     def noise(self, n: int) -> torch.Tensor:
-        """Fresh z ~ N(0, I); each process draws its own (the loop seeds ranks differently)."""
-        return torch.randn(n, self.generator.noise_dim, device=self.device)
+        """Fresh z ~ N(0, I); each process draws its own (the loop seeds ranks differently).
+
+        Class-conditional: ``z + e_y`` with target classes ``y`` drawn uniformly, kept in ``targets``."""
+        z = torch.randn(n, self.generator.noise_dim, device=self.device)
+        if self.class_embedding is None:
+            return z
+        self.targets = torch.randint(self.num_classes, (n,), device=self.device)
+        return z + self.class_embedding(self.targets)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return self.normalizer((self.generator(z) + 1) / 2)

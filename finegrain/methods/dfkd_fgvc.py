@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 
 from finegrain.config import option, register_section
 from finegrain.datafree.bn_hooks import BNStatsHooks
@@ -37,6 +38,7 @@ from finegrain.losses.bn_stats import BNStatsLoss
 from finegrain.losses.datafree_priors import ClassBalanceLoss, OneHotLoss
 from finegrain.losses.mhad import MHADLoss, pair_stages
 from finegrain.losses.sfcl import SemanticContrastLoss
+from finegrain.errors import ConfigError
 from finegrain.methods import register_method
 
 
@@ -50,6 +52,9 @@ class DFKDConfig:
     sfcl: bool = option(True, "use semantic feature contrast learning (ablation switch)")
     onehot: float = option(0.0, "finegrain's practical prior, not the paper's: weight of CE(teacher logits, their "
                                 "argmax) in the generator objective (confident images; paper: 0)")
+    target_ce: float = option(0.0, "finegrain's practical prior, not the paper's: weight of CE(teacher logits, the "
+                                   "batch's target classes) in the generator objective; needs "
+                                   "generator.class_conditional (paper: 0)")
     balance: float = option(0.0, "finegrain's practical prior, not the paper's: weight of log K − H(batch-mean "
                                  "teacher prediction) in the generator objective (every class covered; paper: 0)")
 
@@ -85,6 +90,8 @@ class DFKDFGVC(DataFreeDistiller):
         self.bn_hooks = BNStatsHooks(self.teacher)
         self.bn_loss = BNStatsLoss()
         self.onehot, self.balance = OneHotLoss(), ClassBalanceLoss()
+        if cfg.dfkd.target_ce and not cfg.generator.class_conditional:
+            raise ConfigError("dfkd.target_ce needs generator.class_conditional=true (the targets come from the generator's input)")
         dfkd = cfg.dfkd
         self.mhad = self._build_mhad(cfg.mhad) if dfkd.mhad else None
         self.sfcl = self._build_sfcl(cfg.sfcl) if dfkd.sfcl else None
@@ -109,7 +116,10 @@ class DFKDFGVC(DataFreeDistiller):
         dfkd = self.cfg.dfkd
         loss = dfkd.alpha * bn - kd
         logs = {"bn": bn.detach(), "kd": kd.detach()}
-        if dfkd.onehot:  # practical priors (finegrain): off in the paper's objective
+        if dfkd.target_ce:  # practical priors (finegrain): off in the paper's objective
+            target_ce = F.cross_entropy(teacher_logits, self.synthesizer.targets)
+            loss, logs["target_ce"] = loss + dfkd.target_ce * target_ce, target_ce.detach()
+        if dfkd.onehot:
             onehot = self.onehot(teacher_logits)
             loss, logs["onehot"] = loss + dfkd.onehot * onehot, onehot.detach()
         if dfkd.balance:

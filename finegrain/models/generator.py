@@ -25,7 +25,10 @@ output. Why: every spectral-normed up-block shrinks activations about 3×, so a 
 generator emits nearly flat grey images (per-image std ~0.04 in [0, 1] at CPU widths, ~0.005 at
 the paper's), on which a teacher predicts one class; a whole short budget is then spent just
 finding contrast. With unit-variance logits before the tanh, the first images already have
-photo-like contrast (std ~0.3). ``"none"`` is the paper's Table 6 architecture, unchanged.
+photo-like contrast (std ~0.3). ``"batchnorm_affine"`` starts the same and then learns a per-channel
+scale and shift, so the colour balance of the images can move towards the real data's (an
+affine-free norm pins every channel's mean at mid-grey). ``"none"`` is the paper's Table 6
+architecture, unchanged.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 PAPER_CHANNELS = (512, 256, 128, 64, 64)
 SOFTMAX_AXES = ("spatial", "channel")
-OUTPUT_NORMS = ("none", "batchnorm")
+OUTPUT_NORMS = ("none", "batchnorm", "batchnorm_affine")
 
 
 def conv_bn_relu(cin: int, cout: int, transposed: bool = False) -> nn.Sequential:
@@ -128,7 +131,7 @@ class AttentionGenerator(nn.Module):
             for cin, cout in zip(channels[:-1], channels[1:]))
         self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
         # Registered only when used, so paper-mode state dicts keep exactly the paper's keys.
-        self.output_norm = nn.BatchNorm2d(3, affine=False) if output_norm == "batchnorm" else None
+        self.output_norm = nn.BatchNorm2d(3, affine=output_norm == "batchnorm_affine") if output_norm != "none" else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.fc(z).view(z.shape[0], -1, self.init_size, self.init_size)
