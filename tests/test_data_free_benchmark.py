@@ -1,0 +1,96 @@
+"""benchmarks/data_free.py: the equal-wall-clock arithmetic and the best-baseline choice (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "data_free.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("data_free_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_budget_minus_fixed_costs_over_step_time(bench):
+    assert bench.plan_iterations(360, 60, 0.5) == 600
+    assert bench.plan_iterations(360, 60, 0.7) == 428          # floor: never over the budget
+    assert bench.plan_iterations(12, 30, 0.5) == 1             # fixed costs alone exceed the budget
+    assert bench.plan_iterations(12, 30, 0.5, minimum=3) == 3
+    with pytest.raises(ValueError):
+        bench.plan_iterations(360, 0, 0)
+
+
+def test_step_time_skips_the_first_iteration_and_epoch_boundaries(bench):
+    # iteration 1 ends at 10 s (set-up, warm-up), then 0.5 s each; 3 per epoch, 2 s at the epoch boundary
+    ends = [10.0, 10.5, 11.0, 13.0, 13.5, 14.0]
+    assert bench.step_seconds(ends, 3) == pytest.approx(0.5)
+    assert bench.step_seconds([1.0, 2.0, 4.0], 3) == pytest.approx(1.5)
+    with pytest.raises(ValueError):
+        bench.step_seconds([1.0], 3)
+
+
+def test_real_data_epochs_hold_at_most_one_pass(bench):
+    assert bench.split_epochs(100, 1) == (1, 100)
+    assert bench.split_epochs(100, 1, per_epoch_cap=42) == (3, 33)   # 680 // 16 = 42 batches per pass
+    assert bench.split_epochs(30, 1, per_epoch_cap=42) == (1, 30)
+    assert bench.split_epochs(100, 4) == (4, 25)
+
+
+def test_best_baseline_is_chosen_by_seed0_val_never_test(bench):
+    rows = [
+        {"variant": "dfad", "seed": 0, "val_top1": 20.0, "test_top1": 40.0},
+        {"variant": "deepinversion", "seed": 0, "val_top1": 30.0, "test_top1": 10.0},
+        {"variant": "dfq", "seed": 1, "val_top1": 90.0, "test_top1": 90.0},      # not seed 0
+        {"variant": "dfkd-fgvc", "seed": 0, "val_top1": 99.0, "test_top1": 99.0},  # not a baseline
+        {"variant": "zskt", "seed": 0, "val_top1": None, "test_top1": 50.0},
+    ]
+    names = ["deepinversion", "dfad", "dfq", "zskt"]
+    assert bench.pick_best_baseline(rows, names) == "deepinversion"
+    tie = [{"variant": "zskt", "seed": 0, "val_top1": 5.88}, {"variant": "cmi", "seed": 0, "val_top1": 5.88}]
+    assert bench.pick_best_baseline(tie, ["cmi", "zskt"]) == "cmi"    # ties: first in name order
+    assert bench.pick_best_baseline([], names) is None
+
+
+def test_summary_and_plain_verdict(bench):
+    rows = [{"variant": "dfkd-fgvc", "seed": s, "test_top1": t, "val_top1": t} for s, t in enumerate([10.0, 12.0, 14.0])]
+    rows += [{"variant": "dfad", "seed": 0, "test_top1": 20.0, "val_top1": 19.0}]
+    summary = bench.summarize(rows)
+    assert summary["dfkd-fgvc"]["test_top1_mean"] == pytest.approx(12.0)
+    assert summary["dfkd-fgvc"]["test_top1_std"] == pytest.approx(2.0)
+    assert summary["dfkd-fgvc"]["seeds"] == [0, 1, 2]
+    assert summary["dfad"]["test_top1_std"] is None
+    lines = bench.verdict(summary)
+    assert "beat dfad" in lines[0] and "NO" in lines[0]
+    assert "not both run" in lines[1]
+
+
+def test_every_data_free_method_is_a_variant_and_baselines_exclude_dfkd(bench):
+    from finegrain import methods
+
+    table = bench.variants()
+    data_free = {i.name for i in methods.available() if not i.cls.needs_train_data}
+    assert data_free <= set(table) and {"kd", "supervised", *bench.ABLATIONS} <= set(table)
+    base = bench.baselines(table)
+    assert "dfad" in base and "deepinversion" in base
+    assert not {"dfkd-fgvc", "kd", "supervised", *bench.ABLATIONS} & set(base)
+
+
+def test_quick_defaults_and_overrides(bench):
+    args = bench.parse_args(["--quick"])
+    assert (args.minutes, args.seeds, args.teacher_epochs, args.probe_iterations) == (0.2, 1, 1, 3)
+    args = bench.parse_args(["--quick", "--seeds", "2", "--set", "optim.lr=0.01"])
+    assert args.seeds == 2
+    assert bench.method_overrides(args, "dfad", [])[-1] == "optim.lr=0.01"
+    assert bench.method_overrides(args, "dfad", [])[: len(bench.PRACTICAL)] == bench.PRACTICAL
+    assert bench.method_overrides(args, "kd", []) == []
+    args = bench.parse_args(["--no-practical"])
+    assert (args.minutes, args.seeds) == (6.0, 3)
+    assert bench.method_overrides(args, "dfkd-fgvc", ["dfkd.mhad=false"]) == bench.PAPER + ["dfkd.mhad=false"]
+    assert "generator.class_conditional=false" in bench.method_overrides(args, "dfad", [])
