@@ -213,3 +213,20 @@ def test_deepinversion_batch_must_be_done_before_the_first_student_step(teacher,
     for _ in range(3):
         one_step(method, phases["generator"])
     assert len(method.synthesizer.pool) == 4  # one finished batch of 4
+
+
+def test_imagenorm_gives_every_image_contrast_even_when_one_image_dominates_the_batch():
+    torch.manual_seed(0)
+    generator = AttentionGenerator(32, 16, [32, 16, 16, 8, 8], output_norm="imagenorm")
+    z = torch.randn(6, 16)
+    z[0] *= 50  # one extreme input: a batch norm would hand it most of the batch's variance
+    std = per_image_std_of(generator, z)
+    assert std.min() > 0.15
+    batch = AttentionGenerator(32, 16, [32, 16, 16, 8, 8], output_norm="batchnorm")
+    assert not any(n.startswith("output_norm") for n, _ in generator.named_parameters())
+    assert per_image_std_of(batch, z).shape == (6,)
+
+
+def per_image_std_of(generator, z):
+    with torch.no_grad():
+        return ((generator(z) + 1) / 2).flatten(1).std(1)

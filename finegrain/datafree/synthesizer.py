@@ -49,8 +49,9 @@ class GeneratorConfig:
                                             "Fast-DFKD habit of targeted synthesis; paper: an unconditional generator)")
     output_norm: str = option("none", "BatchNorm before the output tanh so a fresh generator already has photo-like "
                                       "contrast: affine-free (batchnorm, as DAFL/DFAD) or with a learnt per-channel "
-                                      "scale and shift (batchnorm_affine) (finegrain's practical setting; paper: none)",
-                              choices=("none", "batchnorm", "batchnorm_affine"))
+                                      "scale and shift (batchnorm_affine), or per image over (C, H, W) (imagenorm: every image "
+                                      "gets contrast, not just the batch) (finegrain's practical setting; paper: none)",
+                              choices=("none", "batchnorm", "batchnorm_affine", "imagenorm"))
     lr: float = option(1e-3, "generator Adam learning rate (paper: 1e-3)")
     betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
     weight_decay: float = option(0.0, "generator weight decay")
