@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from pathlib import Path
 
@@ -67,3 +68,12 @@ def tiny_config(root: Path, out: Path, **overrides):
 @pytest.fixture
 def tiny_cfg(imagefolder, tmp_path):
     return tiny_config(imagefolder, tmp_path / "runs")
+
+
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` imported as a module, so its functions can be tested at toy size."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

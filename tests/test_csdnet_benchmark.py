@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import make_imagefolder
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "csdnet_vs_ce.py"
+from conftest import load_benchmark, make_imagefolder
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("csdnet_vs_ce_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("csdnet_vs_ce")
 
 
 def tiny_args(roots, out):
