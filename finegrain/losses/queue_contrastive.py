@@ -89,11 +89,22 @@ class QueueContrastiveLoss(nn.Module):
     ``s_ij = z_i·q_j`` over the entries ``q_j`` of the current batch (self excluded) and of the
     memory; ``z`` are L2-normalized, so positives are pulled to similarity 1 and negatives are
     pushed below the margin ``ξ``, and only negatives still above it cost anything.
+
+    ``reduction="sum"`` is that formula (finegrain's reading of the paper): each anchor's cost grows
+    with the number of its pairs, so with the queue's length (a 1,960-entry queue on Cars-196 at
+    K = 5 gives ~10× the hard-negative sum of a 170-entry one on Oxford-17) and α must shrink with
+    it. ``"mean"`` averages each anchor's positive terms over its positives and its hard-negative
+    terms over its hard negatives, as cross-batch memory's contrastive loss does, so the loss scale
+    no longer depends on how many pairs the queue holds.
     """
 
-    def __init__(self, margin: float = 0.5):
+    REDUCTIONS = ("sum", "mean")
+
+    def __init__(self, margin: float = 0.5, reduction: str = "sum"):
         super().__init__()
-        self.margin = margin
+        if reduction not in self.REDUCTIONS:
+            raise ValueError(f"queue contrastive reduction must be one of {self.REDUCTIONS}, got {reduction!r}")
+        self.margin, self.reduction = margin, reduction
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor, memory: torch.Tensor | None = None,
                 memory_labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,5 +119,8 @@ class QueueContrastiveLoss(nn.Module):
         not_self[:, :batch].fill_diagonal_(False)
         positive = same & not_self
         hard_negative = ~same & (similarity > self.margin)
-        per_sample = ((1 - similarity) * positive).sum(1) + (similarity * hard_negative).sum(1)
-        return per_sample.sum() / batch
+        pull, push = ((1 - similarity) * positive).sum(1), (similarity * hard_negative).sum(1)
+        if self.reduction == "mean":
+            pull = pull / positive.sum(1).clamp_min(1)
+            push = push / hard_negative.sum(1).clamp_min(1)
+        return (pull + push).sum() / batch

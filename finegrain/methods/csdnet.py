@@ -73,6 +73,9 @@ class CSDNetConfig:
     ssdt_symmetric: bool = option(False, "SSDT: average of both directions, each teacher detached")
     queue_size: int = option(4096, "memory queue length (capped at 2 x training-set size) (spec)")
     margin: float = option(0.5, "contrastive margin xi: negatives above it are pushed apart (spec)")
+    qc_reduction: str = option("sum", "L_qc per anchor: sum over its pairs (spec: grows with the queue) or mean over its "
+                                      "positives and over its hard negatives (cross-batch memory's form)",
+                               choices=("sum", "mean"))
     warmup_epochs: int = option(1, "epochs before the queue term starts (batch pairs only until then) (spec)")
     ddl_views: str = option("both", "which views' embeddings DDL compares and enqueues", choices=("both", "raw"))
     proj_hidden: int = option(512, "projection head hidden width (spec)")
@@ -110,7 +113,7 @@ class CSDNet(Method):
             self.projection = ProjectionHead(self.model.feature_dim, c.proj_hidden, c.proj_dim)
             capacity = min(c.queue_size, 2 * num_train) if num_train else c.queue_size
             self.queue = MemoryQueue(capacity, c.proj_dim)
-            self.queue_loss = QueueContrastiveLoss(c.margin)
+            self.queue_loss = QueueContrastiveLoss(c.margin, c.qc_reduction)
         if c.ssdt:
             self.distill = SelfDistillationLoss(c.temperature, c.ssdt_direction, c.ssdt_symmetric)
         self.pending: dict[str, torch.Tensor] | None = None
