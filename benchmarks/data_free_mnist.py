@@ -72,7 +72,9 @@ COMMON = ["generator.channels=[128,64,32,32,16]", "generator.noise_dim=64", "opt
 #: DeepInversion t = 20 pixel steps per batch). "practical": finegrain's practical data-free
 #: settings (docs/datafree.md): BatchNorm before the generator's tanh, 50 generator-only warm-up
 #: steps, a 2,048-image pool the student draws from (no crops, no mirroring: digits), Hinton's
-#: KL(T‖S) at T = 4.
+#: KL(T‖S) at T = 4. DFKD-FGVC's practical variant adds the settings chosen for it on Oxford-17's
+#: val (``oxford17_dfkd_cpu``, docs/datafree.md "How the CPU settings were chosen"): per-image
+#: output normalization, a class-conditional generator with target CE 10, α 0.1, γ 0.8.
 PAPER = {
     "dafl": ["distill.generator_steps=1", "distill.student_steps=5"],
     "dfad": ["distill.generator_steps=1", "distill.student_steps=5"],
@@ -83,10 +85,13 @@ PAPER = {
 PRACTICAL = ["generator.output_norm=batchnorm", "distill.warmup_steps=50", "distill.pool_size=2048",
              "distill.pool_crop=1.0", "distill.pool_flip=false", "distill.temperature=4",
              "distill.kl_direction=teacher_student"]
+PRACTICAL_DFKD = ["generator.output_norm=imagenorm", "generator.class_conditional=true", "dfkd.target_ce=10",
+                  "dfkd.alpha=0.1", "dfkd.gamma=0.8"]
 VARIANTS = {
     "paper": PAPER,
     "practical": {method: overrides + (PRACTICAL if method in ("dafl", "dfad", "dfkd-fgvc") else
                                        ["distill.temperature=4", "distill.kl_direction=teacher_student"])
+                  + (PRACTICAL_DFKD if method == "dfkd-fgvc" else [])
                   for method, overrides in PAPER.items() if method != "noise-kd"},
 }
 
