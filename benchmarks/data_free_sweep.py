@@ -99,9 +99,9 @@ class Sweep:
                f"train.accelerator={a.accelerator}", "train.eval_every=0", "data.num_workers=0", *overrides]
         if a.student_weights:
             cmd.append(f"distill.student_pretrained_file={a.student_weights}")
-        log = open(self.work / f"{name}.log", "w")
         env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), PYTHONPATH=str(ROOT))
-        self.running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), overrides, time.time())
+        with open(self.work / f"{name}.log", "w") as log:  # the child keeps its own handle
+            self.running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), overrides, time.time())
 
     def collect(self, name: str, overrides: list[str], began: float) -> None:
         row = {"name": name, "overrides": overrides, "seconds": round(time.time() - began, 1)}

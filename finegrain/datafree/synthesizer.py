@@ -29,7 +29,7 @@ from finegrain.datafree.frozen import preserved_buffers
 from finegrain.datafree.pool import ImagePool
 from finegrain.datafree.views import random_crop_view
 from finegrain.engine.optim import build_scheduler
-from finegrain.models.generator import PAPER_CHANNELS, AttentionGenerator
+from finegrain.models.generator import OUTPUT_NORMS, PAPER_CHANNELS, AttentionGenerator
 
 Objective = Callable[[torch.Tensor], dict]
 
@@ -51,7 +51,7 @@ class GeneratorConfig:
                                       "contrast: affine-free (batchnorm, as DAFL/DFAD) or with a learnt per-channel "
                                       "scale and shift (batchnorm_affine), or per image over (C, H, W) (imagenorm: every image "
                                       "gets contrast, not just the batch) (finegrain's practical setting; paper: none)",
-                              choices=("none", "batchnorm", "batchnorm_affine", "imagenorm"))
+                              choices=OUTPUT_NORMS)
     lr: float = option(1e-3, "generator Adam learning rate (paper: 1e-3)")
     betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
     weight_decay: float = option(0.0, "generator weight decay")

@@ -75,7 +75,7 @@ class CSDNetConfig:
     margin: float = option(0.5, "contrastive margin xi: negatives above it are pushed apart (spec)")
     qc_reduction: str = option("sum", "L_qc per anchor: sum over its pairs (spec: grows with the queue) or mean over its "
                                       "positives and over its hard negatives (cross-batch memory's form)",
-                               choices=("sum", "mean"))
+                               choices=QueueContrastiveLoss.REDUCTIONS)
     warmup_epochs: int = option(1, "epochs before the queue term starts (batch pairs only until then) (spec)")
     ddl_views: str = option("both", "which views' embeddings DDL compares and enqueues", choices=("both", "raw"))
     proj_hidden: int = option(512, "projection head hidden width (spec)")

@@ -49,6 +49,17 @@ SOFTMAX_AXES = ("spatial", "channel")
 OUTPUT_NORMS = ("none", "batchnorm", "batchnorm_affine", "imagenorm")
 
 
+def make_output_norm(name: str) -> nn.Module | None:
+    """The normalization before the tanh (one of ``OUTPUT_NORMS``); ``None`` for the paper's ``"none"``."""
+    if name == "batchnorm":
+        return nn.BatchNorm2d(3, affine=False)
+    if name == "batchnorm_affine":
+        return nn.BatchNorm2d(3, affine=True)
+    if name == "imagenorm":
+        return nn.GroupNorm(1, 3, affine=False)
+    return None
+
+
 def conv_bn_relu(cin: int, cout: int, transposed: bool = False) -> nn.Sequential:
     conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, 3, padding=1)
     return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -135,9 +146,7 @@ class AttentionGenerator(nn.Module):
             for cin, cout in zip(channels[:-1], channels[1:]))
         self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
         # Registered only when used, so paper-mode state dicts keep exactly the paper's keys.
-        self.output_norm = {"none": None, "batchnorm": nn.BatchNorm2d(3, affine=False),
-                            "batchnorm_affine": nn.BatchNorm2d(3, affine=True),
-                            "imagenorm": nn.GroupNorm(1, 3, affine=False)}[output_norm]
+        self.output_norm = make_output_norm(output_norm)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.fc(z).view(z.shape[0], -1, self.init_size, self.init_size)
