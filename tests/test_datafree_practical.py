@@ -234,3 +234,30 @@ def test_imagenorm_gives_every_image_contrast_even_when_one_image_dominates_the_
 def per_image_std_of(generator, z):
     with torch.no_grad():
         return ((generator(z) + 1) / 2).flatten(1).std(1)
+
+
+def test_batch_moments_match_torch_var_and_its_gradient():
+    from finegrain.datafree.bn_hooks import batch_moments
+    torch.manual_seed(0)
+    x = (torch.randn(4, 6, 5, 7) * 0.1 + 3.0).requires_grad_()  # a large mean: cancellation would show
+    mean, var = batch_moments(x)
+    ref_mean, ref_var = x.mean([0, 2, 3]), x.var([0, 2, 3], unbiased=False)
+    torch.testing.assert_close(mean, ref_mean)
+    torch.testing.assert_close(var, ref_var, rtol=1e-5, atol=1e-7)
+    grad, = torch.autograd.grad((var * torch.arange(6.0)).sum(), x)
+    ref_grad, = torch.autograd.grad((ref_var * torch.arange(6.0)).sum(), x)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-7)
+
+
+def test_channels_last_feeds_both_phases_and_changes_no_loss(teacher, tmp_path):
+    losses, layouts = {}, []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        cfg = distill_config(teacher, tmp_path / str(channels_last), **{"distill.channels_last": channels_last})
+        method, phases = build_method(cfg)
+        objective = method.synthesis_objective
+        method.synthesis_objective = lambda images: (layouts.append(images.is_contiguous(memory_format=torch.channels_last)),
+                                                     objective(images))[1]
+        losses[channels_last] = [float(one_step(method, phases[name])["loss"]) for name in ("generator", "student")]
+    assert layouts == [False, True]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4, abs=1e-5)

@@ -48,6 +48,9 @@ class DistillConfig:
     iterations_per_epoch: int = option(50, "iterations per epoch when train.iterations_per_epoch is 0 (spec: 50)")
     critic_mode: str = option("eval", "student during synthesizer steps: eval (running BN stats) or train (batch stats, buffers restored)",
                               choices=("eval", "train"))
+    channels_last: bool = option(True, "feed synthetic batches to teacher and student in channels-last memory layout: "
+                                       "the same computation up to float rounding, ~30 % faster convolutions "
+                                       "on the CPU (oneDNN) and under mixed precision on GPUs")
     flush_denormal: bool = option(True, "CPU: flush denormal floats to zero for this process (saturated attention "
                                         "sigmoids make them, and x86 computes them ~10× slower)")
     # finegrain's practical settings (not the paper's; the paper's behaviour is each default)
@@ -154,13 +157,20 @@ class DataFreeDistiller(Method):
         student.steps, student.uses_batch = self.cfg.distill.student_steps, False
         return [generator, student]
 
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        """``distill.channels_last``: the layout conversion is differentiable, so the synthesizer's
+        gradient flows back through it unchanged."""
+        if self.cfg.distill.channels_last and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
     def step(self, phase: str, batch=None) -> dict:
         if phase == "generator":
             with as_critic(self.student, self.cfg.distill.critic_mode):
-                return self.synthesizer.synthesize(self.synthesis_objective)
+                return self.synthesizer.synthesize(lambda images: self.synthesis_objective(self._layout(images)))
         if self.cfg.distill.student_bn == "frozen":
             freeze_batchnorm(self.student)
-        images = self.synthesizer.sample(self.batch_size)
+        images = self._layout(self.synthesizer.sample(self.batch_size))
         with self.health.watch():
             return self.student_objective(images)
 
