@@ -104,7 +104,9 @@ class Sweep:
         a = self.args
         cmd = [sys.executable, "-m", "finegrain", "distill", "--config", a.config, "--teacher", a.teacher,
                "--eval-data", str(self.eval_root), "--out", str(self.work), "--name", name,
-               f"train.accelerator={a.accelerator}", "train.eval_every=0", "data.num_workers=0", *overrides]
+               f"train.accelerator={a.accelerator}", "train.eval_every=0", "data.num_workers=0",
+               "data.test_split=val",  # the run's closing report reads val as well: the root has no test/
+               *overrides]
         if a.student_weights:
             cmd.append(f"distill.student_pretrained_file={a.student_weights}")
         env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), PYTHONPATH=str(ROOT))
