@@ -191,3 +191,16 @@ def test_local_weights_in_an_original_format_go_through_timms_conversion(tmp_pat
     report = load_pretrained(target.net, weights)
     assert report["matched_by"] == "timm" and "head.weight" in report["skipped"]
     assert torch.equal(target.net.state_dict()["patch_embed.proj.weight"], source.state_dict()["patch_embed.proj.weight"])
+
+
+def test_torchvision_state_dict_imports_under_timms_names(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18(num_classes=3).eval()
+    weights = tmp_path / "tv_resnet18.pth"
+    torch.save(tv.state_dict(), weights)
+    result = import_model(weights, "resnet18.tv_in1k", CLASSES, image_size=64)
+    assert result.folder == tmp_path / "tv_resnet18-finegrain" and result.matched_by == "names"
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(finegrain.load(result.folder).model(images), tv(images), atol=1e-5)
