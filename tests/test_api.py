@@ -1,0 +1,86 @@
+"""The Python API: ``finegrain.train``, ``finegrain.distill``, ``finegrain.list_methods`` and the
+README's example, run as written on a tiny dataset and model."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import finegrain
+from conftest import make_imagefolder
+from finegrain.api import build_config, config_key
+from finegrain.errors import ConfigError
+from test_losses_datafree import one_thread  # noqa: F401  (autouse: one torch thread)
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+REAL_ROOT = "../shared/data/oxford17"
+
+
+def readme_api_block() -> str:
+    section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", section, flags=re.S) if "finegrain.train(" in b]
+    assert blocks, "README's Python API section has no python block calling finegrain.train"
+    return blocks[0]
+
+
+def tiny_yaml(path: Path, sections: dict) -> str:
+    path.write_text(yaml.safe_dump(sections))
+    return str(path)
+
+
+def test_import_finegrain_stays_light():
+    code = "import sys, finegrain; print(sorted(m for m in ('torch', 'timm', 'finegrain.methods') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_override_keywords_map_to_config_keys(tmp_path):
+    assert config_key("train__epochs") == "train.epochs" and config_key("train.epochs") == "train.epochs"
+    cfg = build_config("oxford17_cpu", {"train.epochs": 1, "optim__lr": 0.5, "data__root": "flowers"})
+    assert (cfg.train.epochs, cfg.optim.lr, cfg.model.name) == (1, 0.5, "efficientnet_lite0")
+    assert cfg.data.root == str(Path.cwd() / "flowers")
+    assert build_config({"train": {"epochs": 3}}).train.epochs == 3
+    with pytest.raises(ConfigError, match=r"train__epoch=.*unknown config key 'train.epoch'"):
+        build_config(None, {"train__epoch": 1})
+    with pytest.raises(ConfigError, match="train.epochs must be int"):
+        finegrain.train(None, train__epochs="two")
+
+
+def test_list_methods_names_every_registered_method():
+    from finegrain import methods
+
+    names = finegrain.list_methods()
+    assert names == sorted(names) and {"supervised", "csdnet", "dfkd-fgvc"} <= set(names)
+    assert names == [info.name for info in methods.available()]
+
+
+def test_readme_python_api_block_runs(tmp_path, monkeypatch, capsys):
+    """The block as the README shows it; only the dataset, the configs and the student are swapped
+    for tiny ones (names substituted in the text), so it takes seconds."""
+    root = make_imagefolder(tmp_path / "data", classes=3, counts={"train": 4, "val": 1, "test": 2})
+    runs = tmp_path / "runs"
+    common = {"data": {"image_size": 32, "batch_size": 4, "eval_batch_size": 8, "num_workers": 0},
+              "train": {"epochs": 1, "accelerator": "cpu", "out_dir": str(runs), "log_every": 1}}
+    train_cfg = tiny_yaml(tmp_path / "train.yaml", {**common, "model": {"name": "test_resnet"},
+                                                     "optim": {"lr": 0.05, "weight_decay": 0.0}})
+    distill_cfg = tiny_yaml(tmp_path / "distill.yaml", {
+        **common, "distill": {"generator_steps": 1, "student_steps": 1, "iterations_per_epoch": 2},
+        "generator": {"channels": [32, 16, 16, 8, 8], "noise_dim": 16}})
+    code = readme_api_block()
+    for real, tiny in ((REAL_ROOT, str(root)), ('"oxford17_cpu"', repr(train_cfg)),
+                       ('"oxford17_dfkd_cpu"', repr(distill_cfg)), ('"resnet18"', '"test_efficientnet"')):
+        assert real in code, f"README's API block no longer mentions {real}"
+        code = code.replace(real, tiny)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+
+    run, student = namespace["run"], namespace["student"]
+    assert Path(run["run_dir"]) == runs / "flowers" and (runs / "flowers" / "model.json").is_file()
+    assert student["method"] == "dfkd-fgvc" and student["architecture"] == "test_efficientnet"
+    assert 0 <= student["test_top1"] <= 100
+    printed = capsys.readouterr().out
+    assert "'supervised'" in printed and f"test_efficientnet {student['test_top1']}" in printed
