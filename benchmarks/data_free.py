@@ -442,7 +442,7 @@ def teacher_reference(args, workdir: Path, pool: Pool) -> dict:
     if args.teacher:
         import torch
 
-        from finegrain.commands.evaluate import evaluate_checkpoint
+        from finegrain.engine.evaluate import evaluate_checkpoint
         from finegrain.data.formats import has_split
         from finegrain.inference import classifier_from_checkpoint
 

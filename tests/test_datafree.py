@@ -54,7 +54,7 @@ def build_method(cfg):
 
 
 def one_step(method, phase):
-    out = method(None, phase.name)
+    out = method(phase.name, None)
     phase.optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
     phase.optimizer.step()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from finegrain.datafree.ema import EmaCopy
-from finegrain.datafree.inversion import SynthesisWeights
+from finegrain.datafree.generator_objectives import SynthesisWeights
 from finegrain.datafree.memory_bank import InstanceContrast, MemoryBank
 from finegrain.losses.attention_transfer import AttentionTransfer, spatial_attention
 from finegrain.losses.datafree_priors import ActivationLoss, ClassBalanceLoss, OneHotLoss
@@ -68,7 +68,7 @@ def test_class_balance_zero_when_batch_covers_classes_evenly():
 
 # ----------------------------------------------------------------------------- CMI memory bank
 def test_memory_bank_is_fifo_and_normalizes():
-    bank = MemoryBank(dim=2, size=3)
+    bank = MemoryBank(capacity=3, dim=2)
     assert bank.embeddings().shape == (0, 2)
     rows = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0], [-1.0, 0.0]])
     bank.add(rows[:2])
@@ -80,7 +80,7 @@ def test_memory_bank_is_fifo_and_normalizes():
 
 
 def test_memory_bank_keeps_only_the_newest_when_a_batch_overflows():
-    bank = MemoryBank(dim=1, size=2)
+    bank = MemoryBank(capacity=2, dim=1)
     bank.add(torch.tensor([[1.0], [-1.0], [2.0]]))
     assert torch.allclose(bank.embeddings(), torch.tensor([[-1.0], [1.0]]))
 
@@ -98,7 +98,7 @@ def test_instance_contrast_lowest_for_identical_views():
 
 
 def test_random_crop_view_identity_at_full_scale_and_differentiable():
-    from finegrain.datafree.views import random_crop_view
+    from finegrain.data.views import random_crop_view
 
     images = torch.randn(3, 3, 8, 8, requires_grad=True)
     assert torch.allclose(random_crop_view(images, scale=(1.0, 1.0), flip=False), images, atol=1e-5)
@@ -294,7 +294,7 @@ def test_tiny_end_to_end_distill_through_the_cli(teacher_run, name, capsys):
 
 def test_weight_sections_hold_exactly_the_terms_a_method_uses(teacher_run):
     from finegrain.config import Config
-    from finegrain.datafree.inversion import weights_config, weights_from_section
+    from finegrain.datafree.generator_objectives import weights_config, weights_from_section
     from finegrain.errors import ConfigError
 
     cfg = Config()

@@ -192,7 +192,7 @@ def test_class_conditional_synthesis_keeps_targets_and_trains_their_embedding(te
     method, phases = build_method(distill_config(teacher, tmp_path, **cond))
     synthesizer = method.synthesizer
     embedding = synthesizer.class_embedding.weight.detach().clone()
-    out = method(None, "generator")
+    out = method("generator", None)
     assert synthesizer.targets.shape == (4,) and int(synthesizer.targets.max()) < 3
     assert "target_ce" in out and torch.isfinite(out["target_ce"])
     phases["generator"].optimizer.zero_grad()

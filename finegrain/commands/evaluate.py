@@ -6,12 +6,7 @@ import json
 
 import torch
 
-from finegrain.config import Config
-from finegrain.data.dataset import FGVCDataset
-from finegrain.data.formats import read_split
-from finegrain.data.loaders import _align_labels, make_loader
-from finegrain.data.transforms import base_resize, eval_augment
-from finegrain.engine.evaluate import evaluate
+from finegrain.engine.evaluate import evaluate_checkpoint
 from finegrain.inference import classifier_from_checkpoint
 
 
@@ -40,17 +35,3 @@ def run(args) -> int:
         Path(args.json_out).write_text(json.dumps({"class_names": meta["class_names"], **result}))
     return 0
 
-
-def evaluate_checkpoint(model, meta, root=None, data_format=None, split="test", batch_size=64, num_workers=2,
-                        device="cpu") -> dict:
-    data_cfg = Config.from_dict(meta.get("config", {}), meta["_path"]).data
-    data_cfg.root = root or data_cfg.root
-    data_cfg.format = data_format or data_cfg.format
-    data_cfg.image_size, data_cfg.crop_ratio = meta["image_size"], meta["crop_ratio"]
-    data_cfg.mean, data_cfg.std = meta["mean"], meta["std"]
-    raw = read_split(data_cfg.format, data_cfg.root, split)
-    samples = _align_labels(raw, meta["class_names"], data_cfg.root, split)
-    dataset = FGVCDataset(samples, meta["class_names"], base_resize(data_cfg.image_size, data_cfg.crop_ratio),
-                          eval_augment(data_cfg), name=split)
-    loader = make_loader(dataset, batch_size, train=False, num_workers=num_workers)
-    return evaluate(model.to(device), loader, len(meta["class_names"]), device=torch.device(device))

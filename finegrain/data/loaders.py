@@ -27,8 +27,9 @@ class DataBundle:
     class_names: list[str]
 
 
-def _align_labels(split_samples, reference_names, root, split):
-    """Map a split's labels onto the training class order by class name."""
+def align_labels(split_samples, reference_names, root, split):
+    """Map a split's labels onto the training class order by class name (a split read on its own
+    numbers its classes by what it contains; a model's outputs follow its training classes)."""
     index = {name: i for i, name in enumerate(reference_names)}
     unknown = [n for n in split_samples.class_names if n not in index]
     if unknown:
@@ -55,12 +56,12 @@ def build_datasets(data_cfg, seed: int = 0, *, need_train: bool = True) -> DataB
     # A val split is read for data-free methods too (evaluated each epoch); carving one needs train.
     if data_cfg.val_split and has_split(fmt, root, data_cfg.val_split):
         val_raw = read_split(fmt, root, data_cfg.val_split)
-        val_samples = _align_labels(val_raw, class_names, root, data_cfg.val_split)
+        val_samples = align_labels(val_raw, class_names, root, data_cfg.val_split)
     elif need_train and data_cfg.val_fraction > 0:
         train_samples, val_samples = carve_validation(train_samples, data_cfg.val_fraction, data_cfg.few_shot_seed)
     if need_train:
         train_samples = few_shot(train_samples, data_cfg.few_shot_k, data_cfg.few_shot_seed)
-    test_samples = _align_labels(test_raw, class_names, root, data_cfg.test_split)
+    test_samples = align_labels(test_raw, class_names, root, data_cfg.test_split)
 
     evaluate = eval_augment(data_cfg)
     train = FGVCDataset(train_samples, class_names, augment=train_augment(data_cfg), seed=seed, name="train", **common) if train_samples else None

@@ -1,9 +1,9 @@
 """The common shape of the generator-based baselines (ZSKT, DAFL, DFQ, CMI, MAD).
 
-Each trains a generator on an :class:`~finegrain.datafree.inversion.InversionObjective` — its
+Each trains a generator on an :class:`~finegrain.datafree.generator_objectives.InversionObjective` — its
 own weights of the adversarial, BatchNorm-statistics, one-hot, activation and class-balance
 terms, read from the method's config section (named as the method; see
-:func:`~finegrain.datafree.inversion.weights_config`) — and a student by the distiller's KD,
+:func:`~finegrain.datafree.generator_objectives.weights_config`) — and a student by the distiller's KD,
 unless it says otherwise. A subclass overrides only what its paper changes.
 
 The generator is the plain DCGAN of the ``generator`` section (its spatial attention off, as for
@@ -13,21 +13,11 @@ ran without it.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from finegrain.datafree.distiller import DataFreeDistiller
-from finegrain.datafree.inversion import InversionObjective, SynthesisWeights, weights_from_section
-from finegrain.datafree.synthesizer import GeneratorSynthesizer
-
-
-def plain_generator_synthesizer(cfg, cls=GeneratorSynthesizer, **extra) -> GeneratorSynthesizer:
-    """A ``cls`` synthesizer around the ``generator`` section's DCGAN with spatial attention off."""
-    d = cfg.data
-    plain = dataclasses.replace(cfg.generator, attention_lambda=0.0)
-    generator = GeneratorSynthesizer.from_config(plain, d.image_size, d.mean, d.std, d.batch_size).generator
-    return cls(generator, plain, d.mean, d.std, d.batch_size, **extra)
+from finegrain.datafree.generator_objectives import InversionObjective, SynthesisWeights, weights_from_section
+from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer
 
 
 class GeneratorBaseline(DataFreeDistiller):

@@ -30,7 +30,7 @@ from finegrain.datafree.synthesizer import GeneratorSynthesizer, Synthesizer
 from finegrain.datafree.teacher import apply_teacher_preprocessing, load_teacher, teacher_meta
 from finegrain.errors import ConfigError
 from finegrain.losses.kd import KLDivergence
-from finegrain.methods.base import Method, Phase
+from finegrain.engine.method import Method, Phase
 from finegrain.models import create_classifier
 
 

@@ -20,10 +20,7 @@ from finegrain.losses.queue_contrastive import MemoryQueue
 
 class MemoryBank(MemoryQueue):
     """CMI's bank: CSDNet's FIFO queue (gathered over ranks, saved with checkpoints) holding
-    unit-norm embeddings without labels."""
-
-    def __init__(self, dim: int, size: int):
-        super().__init__(size, dim)
+    unit-norm embeddings without labels; built like the queue, ``MemoryBank(capacity, dim)``."""
 
     @torch.no_grad()
     def add(self, features: torch.Tensor) -> None:

@@ -27,7 +27,7 @@ from torch import nn
 from finegrain.config import option, register_section
 from finegrain.datafree.frozen import preserved_buffers
 from finegrain.datafree.pool import ImagePool
-from finegrain.datafree.views import random_crop_view
+from finegrain.data.views import random_crop_view
 from finegrain.engine.optim import build_scheduler
 from finegrain.models.generator import OUTPUT_NORMS, PAPER_CHANNELS, AttentionGenerator
 
@@ -56,6 +56,23 @@ class GeneratorConfig:
     betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
     weight_decay: float = option(0.0, "generator weight decay")
     schedule: str = option("constant", "generator learning-rate schedule (spec: constant)", choices=("constant", "cosine"))
+
+
+def build_generator(gen_cfg: GeneratorConfig, image_size: int) -> AttentionGenerator:
+    return AttentionGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels,
+                              attention_lambda=gen_cfg.attention_lambda, slope=gen_cfg.leaky_slope,
+                              sam_ratio=gen_cfg.sam_ratio, softmax_axis=gen_cfg.softmax_axis,
+                              output_norm=gen_cfg.output_norm)
+
+
+def plain_generator_synthesizer(cfg, cls=None, **extra) -> "GeneratorSynthesizer":
+    """The baselines' synthesizer (DFAD, ZSKT, DAFL, DFQ, CMI, MAD): a ``cls`` (default
+    :class:`GeneratorSynthesizer`) around the ``generator`` section's DCGAN with spatial attention
+    off (λ = 0, whatever ``generator.attention_lambda`` says); ``extra`` goes to ``cls``."""
+    d = cfg.data
+    plain = dataclasses.replace(cfg.generator, attention_lambda=0.0)
+    return (cls or GeneratorSynthesizer)(build_generator(plain, d.image_size), plain, d.mean, d.std, d.batch_size,
+                                         **extra)
 
 
 class Normalizer(nn.Module):
@@ -160,11 +177,7 @@ class GeneratorSynthesizer(Synthesizer):
     @classmethod
     def from_config(cls, gen_cfg: GeneratorConfig, image_size: int, mean, std, batch_size: int,
                     num_classes: int = 0) -> "GeneratorSynthesizer":
-        generator = AttentionGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels,
-                                       attention_lambda=gen_cfg.attention_lambda, slope=gen_cfg.leaky_slope,
-                                       sam_ratio=gen_cfg.sam_ratio, softmax_axis=gen_cfg.softmax_axis,
-                                       output_norm=gen_cfg.output_norm)
-        return cls(generator, gen_cfg, mean, std, batch_size, num_classes)
+        return cls(build_generator(gen_cfg, image_size), gen_cfg, mean, std, batch_size, num_classes)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.generator.parameters())
@@ -187,8 +200,10 @@ class GeneratorSynthesizer(Synthesizer):
         self.targets = torch.randint(self.num_classes, (n,), device=self.device)
         return z + self.class_embedding(self.targets)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.normalizer((self.generator(z) + 1) / 2)
+    def generate(self, z: torch.Tensor, generator: nn.Module | None = None) -> torch.Tensor:
+        """Normalized images of ``generator`` (default: the one being trained) for noise ``z``."""
+        net = self.generator if generator is None else generator
+        return self.normalizer((net(z) + 1) / 2)
 
     def synthesize(self, objective: Objective) -> dict:
         images = self.generate(self.noise(self.batch_size))

@@ -1,9 +1,20 @@
-"""Top-1, top-5, per-class accuracy and the confusion matrix, reduced across processes."""
+"""Top-1, top-5, per-class accuracy and the confusion matrix, reduced across processes.
+
+Also the one place that evaluates a *saved* model on a dataset split (``finegrain eval``,
+``finegrain report``, the benchmarks): the data section is rebuilt from the checkpoint's own
+metadata, so the split is preprocessed exactly as the model's training data was.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from finegrain.config import Config
+from finegrain.data.dataset import FGVCDataset
+from finegrain.data.formats import read_split
+from finegrain.data.loaders import align_labels, make_loader
+from finegrain.data.transforms import base_resize, eval_augment
 
 
 @torch.no_grad()
@@ -44,3 +55,32 @@ def summarize(confusion: torch.Tensor, top5_hits: int, loss_sum: float) -> dict:
         "confusion": confusion.tolist(),
         "n": n,
     }
+
+
+# ------------------------------------------------------------------------- a saved model on a split
+def checkpoint_data_config(meta: dict, root=None, data_format=None):
+    """The ``data`` section a checkpoint was trained with, its preprocessing (image size, crop
+    ratio, mean/std) taken from the sidecar; ``root``/``data_format`` replace the stored ones."""
+    data_cfg = Config.from_dict(meta.get("config", {}), meta["_path"]).data
+    data_cfg.root = root or data_cfg.root
+    data_cfg.format = data_format or data_cfg.format
+    data_cfg.image_size, data_cfg.crop_ratio = meta["image_size"], meta["crop_ratio"]
+    data_cfg.mean, data_cfg.std = meta["mean"], meta["std"]
+    return data_cfg
+
+
+def checkpoint_split(meta: dict, data_cfg, split: str) -> list[tuple[str, int]]:
+    """``split`` of ``data_cfg``'s dataset as (path, label) with labels in the model's class order."""
+    raw = read_split(data_cfg.format, data_cfg.root, split)
+    return align_labels(raw, meta["class_names"], data_cfg.root, split)
+
+
+def evaluate_checkpoint(model, meta, root=None, data_format=None, split="test", batch_size=64, num_workers=2,
+                        device="cpu") -> dict:
+    """:func:`evaluate` of a loaded checkpoint (``inference.classifier_from_checkpoint``) on ``split``."""
+    data_cfg = checkpoint_data_config(meta, root, data_format)
+    samples = checkpoint_split(meta, data_cfg, split)
+    dataset = FGVCDataset(samples, meta["class_names"], base_resize(data_cfg.image_size, data_cfg.crop_ratio),
+                          eval_augment(data_cfg), name=split)
+    loader = make_loader(dataset, batch_size, train=False, num_workers=num_workers)
+    return evaluate(model.to(device), loader, len(meta["class_names"]), device=torch.device(device))

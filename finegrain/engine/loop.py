@@ -248,7 +248,7 @@ class Trainer:
         for phase in phases:
             warmup = phase.warmup_steps if self.global_step == 0 else 0  # a fresh run's first iteration only
             for _ in range(warmup + phase.steps):
-                out = model(batch if phase.uses_batch else None, phase.name)
+                out = model(phase.name, batch if phase.uses_batch else None)
                 loss = out["loss"]
                 if self._any_rank(not bool(torch.isfinite(loss).all())):
                     if cfg.train.nan_policy == "stop":

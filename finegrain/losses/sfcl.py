@@ -19,11 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from finegrain.models.heads import embed, projection_mlp
+
 ANCHORS = ("teacher", "both")
-
-
-def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
 
 
 def teacher_student_info_nce(zt: torch.Tensor, zs: torch.Tensor, temperature: float, anchors: str = "teacher") -> torch.Tensor:
@@ -57,6 +55,6 @@ class SemanticContrastLoss(nn.Module):
         self.temperature, self.anchors = temperature, anchors
 
     def forward(self, teacher_features: torch.Tensor, student_features: torch.Tensor) -> torch.Tensor:
-        zt = F.normalize(self.teacher_head(teacher_features.float()), dim=1)
-        zs = F.normalize(self.student_head(student_features.float()), dim=1)
+        zt = embed(self.teacher_head, teacher_features)
+        zs = embed(self.student_head, student_features)
         return teacher_student_info_nce(zt, zs, self.temperature, self.anchors)

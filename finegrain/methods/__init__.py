@@ -11,7 +11,7 @@ import pkgutil
 from dataclasses import dataclass
 
 from finegrain.errors import ConfigError
-from finegrain.methods.base import Method, Phase
+from finegrain.engine.method import Method, Phase  # the base class (was methods/base.py)
 
 
 @dataclass
@@ -41,8 +41,7 @@ def _import_all() -> None:
         return
     _IMPORTED = True
     for module in pkgutil.iter_modules(__path__):
-        if module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 def get(name: str) -> MethodInfo:

@@ -25,12 +25,12 @@ import dataclasses
 import torch
 
 from finegrain.config import option, register_section
-from finegrain.datafree.baseline import GeneratorBaseline, plain_generator_synthesizer
-from finegrain.datafree.inversion import weights_config
+from finegrain.datafree.baseline import GeneratorBaseline
+from finegrain.datafree.generator_objectives import weights_config
 from finegrain.datafree.memory_bank import InstanceContrast, MemoryBank
 from finegrain.datafree.pool import ImagePool
-from finegrain.datafree.synthesizer import GeneratorSynthesizer
-from finegrain.datafree.views import random_crop_view
+from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer
+from finegrain.data.views import random_crop_view
 from finegrain.methods import register_method
 from finegrain.models.heads import ProjectionHead
 
@@ -53,7 +53,7 @@ class ContrastiveSynthesizer(GeneratorSynthesizer):
                  bank_size: int, pool_size: int):
         super().__init__(generator, gen_cfg, mean, std, batch_size)
         self.head = ProjectionHead(feature_dim, feature_dim, head_dim)
-        self.bank = MemoryBank(head_dim, bank_size)
+        self.bank = MemoryBank(bank_size, head_dim)
         self.pool = ImagePool(pool_size)
         self._batch = None
 

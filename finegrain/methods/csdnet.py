@@ -51,7 +51,7 @@ from finegrain.errors import ConfigError
 from finegrain.losses.queue_contrastive import MemoryQueue, QueueContrastiveLoss, distributed_world, gather_per_rank
 from finegrain.losses.self_distillation import DIRECTIONS, SelfDistillationLoss
 from finegrain.methods import register_method
-from finegrain.methods.base import Method
+from finegrain.engine.method import Method
 from finegrain.models import Taps, create_classifier
 from finegrain.models.heads import ProjectionHead
 from finegrain.models.ssdp import SSDP, RankSlice, random_view

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from finegrain.config import register_section
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.inversion import weights_config
+from finegrain.datafree.generator_objectives import weights_config
 from finegrain.methods import register_method
 
 

@@ -10,12 +10,10 @@ spatial attention off (λ = 0) whatever ``generator.attention_lambda`` says. Sam
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from finegrain.datafree.distiller import DataFreeDistiller
-from finegrain.datafree.synthesizer import GeneratorSynthesizer
+from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer
 from finegrain.losses.kd import LogitL1
 from finegrain.methods import register_method
 
@@ -28,9 +26,7 @@ class DFAD(DataFreeDistiller):
         self.l1 = LogitL1()
 
     def build_synthesizer(self) -> GeneratorSynthesizer:
-        d = self.cfg.data
-        plain = dataclasses.replace(self.cfg.generator, attention_lambda=0.0)
-        return GeneratorSynthesizer.from_config(plain, d.image_size, d.mean, d.std, self.batch_size)
+        return plain_generator_synthesizer(self.cfg)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:
         gap = self.l1(self.student(images), self.teacher(images))

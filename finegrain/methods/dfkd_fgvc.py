@@ -36,7 +36,7 @@ from finegrain.datafree.bn_hooks import BNStatsHooks
 from finegrain.datafree.distiller import DataFreeDistiller
 from finegrain.losses.bn_stats import BNStatsLoss
 from finegrain.losses.datafree_priors import ClassBalanceLoss, OneHotLoss
-from finegrain.losses.mhad import MHADLoss, pair_stages
+from finegrain.losses.mhad import MHADLoss, min_reduction_option, pair_stages
 from finegrain.losses.sfcl import SemanticContrastLoss
 from finegrain.errors import ConfigError
 from finegrain.methods import register_method
@@ -69,7 +69,7 @@ class MHADConfig:
     normalize: bool = option(True, "L2-normalize each side's attended map per sample: the collapse guard (spec)")
     loss_reduction: str = option("batch_mean", "squared distance of unit maps averaged over the batch, or also over values (spec)",
                                  choices=("batch_mean", "element_mean"))
-    min_reduction: int = option(4, "stages with stride >= this (timm feature info); 4 skips the stem: ResNet layer1..4")
+    min_reduction: int = min_reduction_option()
     seed: int = option(0, "init seed of frozen_random modules")
 
 

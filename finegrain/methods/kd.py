@@ -21,7 +21,7 @@ from finegrain.datafree.distiller import build_student, load_matching_teacher
 from finegrain.datafree.teacher import apply_teacher_preprocessing
 from finegrain.losses.kd import KLDivergence
 from finegrain.methods import register_method
-from finegrain.methods.base import Method
+from finegrain.engine.method import Method
 
 
 @register_section("kd")

@@ -20,11 +20,11 @@ import dataclasses
 import torch
 
 from finegrain.config import option, register_section
-from finegrain.datafree.baseline import GeneratorBaseline, plain_generator_synthesizer
+from finegrain.datafree.baseline import GeneratorBaseline
 from finegrain.datafree.ema import EmaCopy
 from finegrain.datafree.frozen import preserved_buffers
-from finegrain.datafree.inversion import weights_config
-from finegrain.datafree.synthesizer import GeneratorSynthesizer
+from finegrain.datafree.generator_objectives import weights_config
+from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer
 from finegrain.methods import register_method
 
 
@@ -55,7 +55,7 @@ class MomentumSynthesizer(GeneratorSynthesizer):
         if past == 0:
             return live
         with preserved_buffers(self.ema.module):
-            remembered = self.normalizer((self.ema(self.noise(past)) + 1) / 2)
+            remembered = self.generate(self.noise(past), self.ema)
         self.images_made += past
         return torch.cat([live, remembered])
 

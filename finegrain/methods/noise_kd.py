@@ -17,7 +17,7 @@ from __future__ import annotations
 from finegrain.datafree.distiller import DataFreeDistiller
 from finegrain.datafree.noise import NoiseSynthesizer
 from finegrain.methods import register_method
-from finegrain.methods.base import Phase
+from finegrain.engine.method import Phase
 
 
 @register_method("noise-kd", "KD on Gaussian noise (no synthesis): the floor a data-free synthesizer must beat",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from finegrain.methods import register_method
-from finegrain.methods.base import Method
+from finegrain.engine.method import Method
 from finegrain.models import create_classifier
 
 

@@ -21,9 +21,9 @@ import torch
 
 from finegrain.config import option, register_section
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.inversion import weights_config
+from finegrain.datafree.generator_objectives import weights_config
 from finegrain.losses.attention_transfer import AttentionTransfer
-from finegrain.losses.mhad import pair_stages
+from finegrain.losses.mhad import min_reduction_option, pair_stages
 from finegrain.methods import register_method
 
 
@@ -32,7 +32,7 @@ from finegrain.methods import register_method
 class ZSKTConfig(weights_config("ZSKTWeights", adversarial=1.0)):
     attention_weight: float = option(250.0, "β: weight of attention transfer in the student loss (ZSKT: 250)")
     attention_p: float = option(2.0, "p of the attention map mean_c |F|^p (ZSKT: 2)")
-    min_reduction: int = option(4, "stages with stride >= this are paired (timm feature info); 4 skips the stem")
+    min_reduction: int = min_reduction_option()
 
 
 @register_method("zskt", "zero-shot KT: adversarial KL generator, student KD + attention transfer",

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from finegrain.data.views import affine_view
+
 
 @dataclass
 class SSDPOutput:
@@ -85,15 +87,8 @@ def warp(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, degrees:
     """Crop each image to its box, resize back, flip and rotate: one batched ``grid_sample``."""
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     sx, sy = (boxes[:, 2] - boxes[:, 0]) / 2, (boxes[:, 3] - boxes[:, 1]) / 2
-    angle = degrees * math.pi / 180
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    f = 1 - 2 * flip.float()  # -1 mirrors the output horizontally
-    theta = torch.stack([
-        torch.stack([sx * cos * f, -sx * sin, cx], 1),
-        torch.stack([sy * sin * f, sy * cos, cy], 1),
-    ], 1).to(images.dtype)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    mirror = 1 - 2 * flip.float()  # -1 mirrors the output horizontally
+    return affine_view(images, cx, cy, sx, sy, mirror, degrees, padding_mode="zeros")
 
 
 class RankSlice:

@@ -24,10 +24,9 @@ import torch
 
 from finegrain import methods
 from finegrain.config import Config
-from finegrain.data.formats import read_split
-from finegrain.data.loaders import _align_labels
 from finegrain.data.transforms import denormalize
 from finegrain.engine import checkpoint as ckpt
+from finegrain.engine.evaluate import checkpoint_data_config, checkpoint_split, evaluate_checkpoint
 from finegrain.errors import CheckpointError, DataError
 from finegrain.importing import IMPORTED
 from finegrain.inference import Predictor, classifier_from_checkpoint
@@ -59,12 +58,10 @@ def read_json(path: Path) -> dict | None:
 def test_split(meta: dict, data_root: str | None):
     """(config data section, test samples aligned to the model's classes), or (cfg, None) when the
     run's own dataset root is gone. An explicit ``data_root`` that fails is an error."""
-    data_cfg = Config.from_dict(meta.get("config", {}), meta["_path"]).data
+    data_cfg = checkpoint_data_config(meta, data_root)
     if data_root is None and (data_cfg.root is None or not Path(data_cfg.root).exists()):
         return data_cfg, None
-    data_cfg.root = data_root or data_cfg.root
-    raw = read_split(data_cfg.format, data_cfg.root, data_cfg.test_split)
-    return data_cfg, _align_labels(raw, meta["class_names"], data_cfg.root, data_cfg.test_split)
+    return data_cfg, checkpoint_split(meta, data_cfg, data_cfg.test_split)
 
 
 def pick_samples(samples: list[tuple[str, int]], n: int, seed: int = 0) -> list[tuple[str, int]]:
@@ -189,8 +186,6 @@ class ReportBuilder:
         if not test:
             self.page.heading("Confusion matrix", "no eval_test.json in the run and no test images to compute it")
             return None
-        from finegrain.commands.evaluate import evaluate_checkpoint
-
         result = evaluate_checkpoint(self.model, self.meta, data_cfg.root, data_cfg.format, data_cfg.test_split,
                                      device=str(self.predictor.device), num_workers=0)
         return {"class_names": self.class_names, **result}

@@ -3,8 +3,12 @@
 A method is an ``nn.Module`` that owns its networks and builds its optimizers as *phases*: a
 supervised method has one phase fed by real batches; a data-free method has a generator phase and
 a student phase, each run several times per iteration on no real data at all. The loop calls
-``method(batch, phase)`` — through Fabric, so DDP and mixed precision apply — and backpropagates
+``method(phase, batch)`` — through Fabric, so DDP and mixed precision apply — and backpropagates
 the returned ``loss``; every other entry of the returned dict is logged.
+
+It lives in ``engine`` (below ``datafree`` and ``methods``, see docs/architecture.md) because it is
+the loop's contract: the data-free distiller base and every method subclass it, and the loop
+only ever talks to it. It was ``finegrain/methods/base.py`` before.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ class Method(nn.Module):
         raise NotImplementedError
 
     # ------------------------------------------------------------------------ shared plumbing
-    def forward(self, batch, phase: str):
+    def forward(self, phase: str, batch=None):
+        """Same argument order as :meth:`step`; ``batch`` is None for phases that use no real batch."""
         return self.step(phase, batch)
 
     def eval_model(self) -> nn.Module:
