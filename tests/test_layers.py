@@ -30,8 +30,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("datafree", ("finegrain.datafree",)),
     ("methods", ("finegrain.methods",)),
     ("loop", ("finegrain.engine.loop",)),
-    ("tools", ("finegrain.viz", "finegrain.export")),
-    ("interface", ("finegrain.cli", "finegrain.commands", "finegrain.__main__")),
+    ("tools", ("finegrain.viz", "finegrain.export", "finegrain.importing")),
+    ("interface", ("finegrain.cli", "finegrain.commands", "finegrain.__main__", "finegrain.api")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 #: layers whose function bodies may import from any layer.
