@@ -1,5 +1,10 @@
 """``finegrain <command>``: parse, load config, call the library. Commands live in
-``finegrain.commands``, one module each, and are found automatically."""
+``finegrain.commands``, one module each, and are found automatically.
+
+Building the parser must stay cheap: ``finegrain --help`` imports every command module, so a
+command module imports torch, torchvision, timm, lightning and the finegrain modules that use them
+only inside the function that runs the command (``tests/test_cli.py`` times it and checks).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,52 @@ from finegrain import __version__
 from finegrain.errors import FinegrainError
 
 
-def build_parser() -> argparse.ArgumentParser:
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default where it says something (not None, False or an empty list), so
+    that ``--help`` tells what a run does when the option is left out."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default is argparse.SUPPRESS or default is None or default is False:
+            return text
+        if isinstance(default, (list, tuple)) and not default:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Commands:
+    """What a command module's ``register`` receives: ``add_parser`` gives every command the same
+    help layout and its one-line help as the description of its own ``--help``."""
+
+    def __init__(self, action):
+        self._action = action
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", kwargs.get("help"))
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        return self._action.add_parser(name, **kwargs)
+
+    def __getattr__(self, name):  # anything else argparse offers, unchanged
+        return getattr(self._action, name)
+
+
+def command_modules() -> list[str]:
+    """Names of the modules in ``finegrain.commands`` (a new file there is a new command)."""
     import finegrain.commands as commands
 
-    parser = argparse.ArgumentParser(prog="finegrain", description="Fine-grained visual categorization with scarce or no data.")
-    parser.add_argument("--version", action="version", version=f"finegrain {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"finegrain.commands.{module.name}").register(sub)
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="finegrain", formatter_class=HelpFormatter,
+                                     description="Fine-grained visual categorization with scarce or no data.",
+                                     epilog="`finegrain COMMAND --help` describes a command.")
+    parser.add_argument("--version", action="version", version=f"finegrain {__version__}",
+                        help="print the version and exit")
+    sub = Commands(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    for name in command_modules():
+        importlib.import_module(f"finegrain.commands.{name}").register(sub)
     return parser
 
 

@@ -20,8 +20,9 @@ HEADERS = {"run": "run", "method": "method", "backbone": "backbone", "top1": "to
 
 def register(sub) -> None:
     p = sub.add_parser("compare", help="compare finished runs in one table (Markdown + CSV)")
-    p.add_argument("runs", nargs="+", help="run folders")
-    p.add_argument("--out", help="output prefix: writes PREFIX.md and PREFIX.csv (default: compare)", default="compare")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    p.add_argument_group("output").add_argument("--out", metavar="PREFIX", default="compare",
+                                                help="writes PREFIX.md and PREFIX.csv (the table is also printed)")
     p.set_defaults(func=run)
 
 

@@ -4,36 +4,40 @@ from __future__ import annotations
 
 from collections import Counter
 
-from finegrain.data.formats import FORMATS, has_split, read_split
-from finegrain.data.images import load_rgb
-from finegrain.errors import DataError
+from finegrain.commands._common import add_data_options
 
 
 def register(sub) -> None:
     p = sub.add_parser("datasets", help="list the dataset formats finegrain reads")
     p.set_defaults(func=list_formats)
     p = sub.add_parser("inspect-data", help="classes, counts per split and unreadable images of a dataset root")
-    p.add_argument("--format", default="imagefolder", help="dataset format (see `finegrain datasets`)")
-    p.add_argument("--root", required=True, help="dataset root")
-    p.add_argument("--no-decode", action="store_true", help="only count files, do not open every image")
+    data = p.add_argument_group("data")
+    add_data_options(data, "dataset root", format_default="imagefolder", root_required=True, root_aliases=("--root",))
+    data.add_argument("--no-decode", action="store_true", help="only count files, do not open every image")
     p.set_defaults(func=inspect)
 
 
 def list_formats(args) -> int:
+    from finegrain.data.formats import FORMATS
+
     for fmt in FORMATS.values():
         print(f"{fmt.name:12s} {fmt.description}  [splits: {', '.join(fmt.splits)}]")
     return 0
 
 
 def inspect(args) -> int:
-    if args.format not in FORMATS:
-        raise DataError(f"unknown dataset format {args.format!r}; known: {', '.join(FORMATS)}")
+    from finegrain.data.formats import FORMATS, has_split, read_split
+    from finegrain.data.images import load_rgb
+    from finegrain.errors import DataError
+
+    if args.data_format not in FORMATS:
+        raise DataError(f"unknown dataset format {args.data_format!r}; known: {', '.join(FORMATS)}")
     class_names, bad = None, []
-    for split in FORMATS[args.format].splits:
-        if not has_split(args.format, args.root, split):
+    for split in FORMATS[args.data_format].splits:
+        if not has_split(args.data_format, args.data, split):
             continue
         try:
-            samples = read_split(args.format, args.root, split)
+            samples = read_split(args.data_format, args.data, split)
         except DataError as err:
             print(f"{split}: {err}")
             continue
@@ -48,7 +52,7 @@ def inspect(args) -> int:
                 except DataError as err:
                     bad.append(str(err))
     if class_names is None:
-        raise DataError(f"{args.root}: no split of format {args.format!r} found")
+        raise DataError(f"{args.data}: no split of format {args.data_format!r} found")
     print(f"classes ({len(class_names)}): {', '.join(class_names[:20])}{' ...' if len(class_names) > 20 else ''}")
     if bad:
         print(f"{len(bad)} unreadable image(s):")

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from finegrain.commands._common import packaged_config
-from finegrain.config import load_config
 from finegrain.errors import ConfigError, DataError
 
 DEFAULT_DATA = Path("../shared/data/oxford17")
@@ -24,14 +23,16 @@ CONFIGS = {"supervised": "oxford17_cpu", "csdnet": "oxford17_csdnet_cpu", "disti
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="supervised, CSDNet and data-free runs on real data (Oxford-17), on a CPU")
-    p.add_argument("--data", help=f"dataset root (default: {DEFAULT_DATA} when present)")
-    p.add_argument("--out", default="runs", help="folder for the runs")
+    p.add_argument("--data", metavar="ROOT", help=f"dataset root (default: {DEFAULT_DATA} when present)")
+    p.add_argument("--out", metavar="DIR", default="runs", help="folder for the run folders and the summary")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {', '.join(STAGES)}")
     p.add_argument("--epochs", type=int, help="override every stage's epochs (a quick look)")
     p.set_defaults(func=run)
 
 
 def stage_config(stage: str, root: Path, out: Path, stamp: str, epochs: int | None, teacher: str | None):
+    from finegrain.config import load_config
+
     cfg = load_config(packaged_config(CONFIGS[stage]))
     cfg.data.root = str(root.resolve())
     cfg.train.out_dir = str(out.resolve())

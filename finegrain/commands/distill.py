@@ -14,11 +14,13 @@ from finegrain.commands._common import add_run_options, config_from_args
 
 def register(sub) -> None:
     p = sub.add_parser("distill", help="distill a teacher checkpoint into a student (data-free or with real data)")
-    add_run_options(p)
-    p.add_argument("--teacher", help="teacher run folder or checkpoint (sets distill.teacher)")
-    p.add_argument("--student", help="student timm architecture (sets distill.student)")
-    p.add_argument("--method", default=None, help="dfkd-fgvc (default), dfad, deepinversion, kd, ... (see `finegrain methods`)")
-    p.add_argument("--eval-data", help="real dataset for evaluation only (data-free methods; sets data.root)")
+    groups = add_run_options(p)
+    teach = p.add_argument_group("distillation")
+    teach.add_argument("--teacher", metavar="RUN", help="teacher run folder or checkpoint (sets distill.teacher)")
+    teach.add_argument("--student", help="student timm architecture (sets distill.student)")
+    teach.add_argument("--method", default=None, help="dfkd-fgvc (default), dfad, deepinversion, kd, ... (see `finegrain methods`)")
+    groups["data"].add_argument("--eval-data", metavar="ROOT",
+                                help="real dataset for evaluation only (data-free methods; sets data.root)")
     p.set_defaults(func=run)
 
 

@@ -1,17 +1,20 @@
-"""``finegrain explain CKPT IMAGE... --out DIR``: activation map and SSDP view of each image as PNG."""
+"""``finegrain explain RUN IMAGE... --out DIR``: activation map and SSDP view of each image as PNG."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from finegrain.commands._common import add_device_option, add_run_argument, resolve_device
+
 
 def register(sub) -> None:
     p = sub.add_parser("explain", help="write the activation map and CSDNet's SSDP mask/view over images as PNGs")
-    p.add_argument("checkpoint", help="run folder, checkpoint .json or .safetensors")
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--out", default="explain", help="folder for the PNGs (default: ./explain)")
+    add_run_argument(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--seed", type=int, default=0, help="seed of SSDP's random threshold and viewpoint")
-    p.add_argument("--device", default="cpu")
+    add_device_option(p, default="cpu")
+    p.add_argument_group("output").add_argument("--out", metavar="DIR", default="explain",
+                                                help="folder for the PNGs, one IMAGE_explain.png per image")
     p.set_defaults(func=run)
 
 
@@ -28,7 +31,7 @@ def run(args) -> int:
     from finegrain.viz.explain import explain
     from finegrain.viz.png import write_png
 
-    predictor = load(args.checkpoint, args.device)
+    predictor = load(args.checkpoint, resolve_device(args.device))
     meta = predictor.meta
     batch = [predictor.preprocess(path) for path in args.images]
     strips = explain(predictor.model, batch, meta["mean"], meta["std"], ssdp_section(meta), seed=args.seed)

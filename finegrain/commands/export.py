@@ -1,13 +1,17 @@
-"""``finegrain export CKPT --format onnx|torchscript``: a deployable file, checked against PyTorch."""
+"""``finegrain export RUN --format onnx|torchscript``: a deployable file, checked against PyTorch."""
 
 from __future__ import annotations
+
+from finegrain.commands._common import add_run_argument
 
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a trained classifier to ONNX or TorchScript (with a parity check)")
-    p.add_argument("checkpoint", help="run folder, checkpoint .json or .safetensors")
-    p.add_argument("--format", dest="export_format", choices=("onnx", "torchscript"), default="onnx")
-    p.add_argument("--out", help="output file (default: beside the checkpoint, .onnx or .pt)")
+    add_run_argument(p)
+    out = p.add_argument_group("output")
+    out.add_argument("--format", dest="export_format", choices=("onnx", "torchscript"), default="onnx",
+                     help="file format of the exported model")
+    out.add_argument("--out", metavar="FILE", help="output file (default: beside the checkpoint, .onnx or .pt)")
     p.set_defaults(func=run)
 
 

@@ -4,23 +4,24 @@ or synthesized images."""
 
 from __future__ import annotations
 
-import torch
+from finegrain.commands._common import add_device_option, add_run_argument, resolve_device
 
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="write an HTML report of a run (curves, confusion, predictions)")
-    p.add_argument("run_dir", help="a run folder written by `finegrain train`")
-    p.add_argument("--data", help="dataset root (default: the one the run was trained on)")
-    p.add_argument("--out", help="output folder (default: RUN_DIR/report)")
+    add_run_argument(p, "a run folder written by `finegrain train` or `finegrain distill`")
+    p.add_argument("--data", metavar="ROOT", help="dataset root (default: the one the run was trained on)")
     p.add_argument("--samples", type=int, default=24, help="test images in the prediction grid")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_option(p)
+    p.add_argument_group("output").add_argument("--out", metavar="DIR",
+                                                help="folder for index.html and its PNGs (default: RUN/report)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from finegrain.viz.report import build_report
 
-    page = build_report(args.run_dir, args.out, args.data, args.device, args.samples)
+    page = build_report(args.checkpoint, args.out, args.data, resolve_device(args.device), args.samples)
     pngs = sorted(p.name for p in page.parent.glob("*.png"))
     print(f"report: {page}  ({len(pngs)} PNG files beside it)")
     return 0

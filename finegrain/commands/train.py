@@ -9,8 +9,8 @@ from finegrain.commands._common import add_run_options, config_from_args
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model (supervised, csdnet, ...) on a dataset")
-    add_run_options(p)
-    p.add_argument("--method", help="training method (sets method.name; see `finegrain methods`)")
+    groups = add_run_options(p)
+    groups["training"].add_argument("--method", help="training method (sets method.name; see `finegrain methods`)")
     p.set_defaults(func=run)
 
 

@@ -5,7 +5,8 @@ A checkpoint is three files with one stem:
   ``<stem>.state.pt``     optimizer/scheduler states, RNG states, loop position; tensors and plain
                           containers only, read with ``torch.load(weights_only=True)``
   ``<stem>.json``         the sidecar: architecture, class names, preprocessing, config, epoch,
-                          metrics, sizes of the other two files. Written last: no sidecar, no checkpoint.
+                          metrics, the environment (``finegrain env``), sizes of the other two
+                          files. Written last: no sidecar, no checkpoint.
 Each file goes to a temporary name and is renamed into place, so a crash leaves the previous
 checkpoint intact.
 """
@@ -23,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from finegrain.environment import facts as environment_facts
 from finegrain.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -98,7 +100,7 @@ def save_checkpoint(directory: Path, stem: str, tensors: dict[str, torch.Tensor]
     state_path = directory / f"{stem}.state.pt"
     save_tensors(tensor_path, tensors)
     atomic_write(state_path, lambda tmp: torch.save(train_state, tmp))
-    meta = dict(meta, format_version=FORMAT_VERSION,
+    meta = dict(meta, environment=environment_facts(), format_version=FORMAT_VERSION,
                 files={"tensors": tensor_path.name, "state": state_path.name},
                 sizes={"tensors": tensor_path.stat().st_size, "state": state_path.stat().st_size})
     sidecar = directory / f"{stem}.json"

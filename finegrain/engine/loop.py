@@ -397,6 +397,7 @@ class Trainer:
         """The deployable model alone: ``model.safetensors`` + ``model.json`` in the run folder."""
         meta = self._meta(self.cfg.train.epochs, 0, [])
         meta["classifier_prefix"] = ""
+        meta["environment"] = ckpt.environment_facts()  # what `finegrain env` prints, as every sidecar
         tensors = method.eval_model().state_dict()
         ckpt.save_tensors(self.run_dir / "model.safetensors", tensors)
         meta["files"] = {"tensors": "model.safetensors"}
