@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "finegrain"
 
 #: bottom first; a module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("finegrain", "finegrain.errors", "finegrain.config")),
+    ("core", ("finegrain", "finegrain.errors", "finegrain.config", "finegrain.method_config", "finegrain.environment")),
     ("blocks", ("finegrain.data", "finegrain.models", "finegrain.losses")),
     ("runtime", ("finegrain.engine", "finegrain.inference")),
     ("datafree", ("finegrain.datafree",)),
