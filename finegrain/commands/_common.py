@@ -31,7 +31,7 @@ def add_run_options(parser) -> None:
     parser.add_argument("--epochs", type=int, help="sets train.epochs")
     parser.add_argument("--devices", help="sets train.devices")
     parser.add_argument("--accelerator", help="sets train.accelerator (cpu, cuda, auto)")
-    parser.add_argument("--strategy", help="sets train.strategy (ddp, fsdp, ...)")
+    parser.add_argument("--strategy", help="sets train.strategy (auto, ddp, ddp_spawn)")
     parser.add_argument("--num-nodes", type=int, help="sets train.num_nodes")
     parser.add_argument("--precision", help="sets train.precision (32-true, bf16-mixed, 16-mixed)")
     parser.add_argument("--pretrained-file", help="local backbone weights, or 'auto' (sets model.pretrained_file)")
