@@ -100,8 +100,8 @@ def weights_config(class_name: str, **defaults: float) -> type:
     """A config dataclass whose fields are the named synthesis weights with these defaults.
 
     A baseline registers it (or a subclass adding its own keys) as its section, so its config
-    keys are exactly the terms its generator uses; :func:`finegrain.datafree.inversion.weights_from_section` reads
-    them back, the others staying zero.
+    keys are exactly the terms its generator uses;
+    :func:`finegrain.datafree.inversion.weights_from_section` reads them back, the others staying zero.
     """
     unknown = set(defaults) - set(WEIGHT_DOCS)
     if unknown:

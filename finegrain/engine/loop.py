@@ -103,7 +103,7 @@ class Trainer:
         if self.cfg.train.keep_model == "best" and (data is None or data.val is None):
             d = self.cfg.data
             raise ConfigError(f"train.keep_model=best needs a validation split: {d.root} has no {d.val_split!r} "
-                              f"split and data.val_fraction is {d.val_fraction} (the test split is never used to choose)")
+                              f"split and data.val_fraction is {d.val_fraction} (test is never used to choose)")
 
     def _class_names(self, data) -> list[str]:
         if self.info.cls.needs_train_data:
@@ -262,7 +262,8 @@ class Trainer:
         return history
 
     def _keep_if_best(self, history: list, top1: float) -> None:
-        """``keep_model=best``: save the classifier when val top-1 beats every earlier epoch's (ties keep the earlier)."""
+        """``keep_model=best``: save the classifier when val top-1 beats every earlier epoch's (a tie keeps
+        the earlier)."""
         if self.cfg.train.keep_model != "best":
             return
         earlier = [h["val/top1"] for h in history if "val/top1" in h]
