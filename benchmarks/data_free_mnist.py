@@ -166,7 +166,7 @@ def data_free_config(args, method, variant, teacher_run, workdir, data_root, nam
         "train.epochs=1", f"train.iterations_per_epoch={iterations}", f"train.run_name={name}"]
     if root is None:
         overrides.append("data.root=null")
-    return load_config(None, overrides)
+    return load_config(None, overrides, strict=False)  # COMMON serves every method
 
 
 def probe_speed(args, method, variant, teacher_run, workdir, data_root) -> float:
@@ -183,7 +183,7 @@ def run_one(args, method: str, variant: str, teacher: dict, workdir: Path, data_
     extra = {}
     if method == "kd":
         cfg = load_config(None, common_overrides(args, workdir, data_root) + method_overrides(args, method, teacher["run_dir"])
-                          + [f"train.run_name=kd-{STAMP}"])
+                          + [f"train.run_name=kd-{STAMP}"], strict=False)
     else:
         speed = probe_speed(args, method, variant, teacher["run_dir"], workdir, data_root)
         budget = args.minutes * 60.0 - (time.perf_counter() - started)

@@ -1,9 +1,16 @@
 """Typed configuration: dataclass sections, YAML files and dotted command-line overrides.
 
-A config is a set of named *sections* (``data``, ``model``, ``optim`` …). The core sections are
-declared here; a method declares its own section next to its code with ``@register_section`` so
-that the method's file stays self-contained. Every key has a default and a doc string, unknown
-keys and wrong types are errors that name the key and the file they came from.
+A config is a set of named *sections* (``data``, ``model``, ``optim`` …). The core sections, which
+every run reads, are declared here; the sections of methods are declared in
+:mod:`finegrain.method_config`. Both are plain dataclasses, so building or loading a config never
+imports torch, timm or a method. Every key has a default and a doc string, unknown keys and wrong
+types are errors that name the key and the file they came from.
+
+A method names the sections it reads (``Method.config_sections``). Once the run's method is known,
+:meth:`Config.bind` keeps the core sections plus those: ``config.yaml`` and checkpoint sidecars
+hold them and nothing else, and a command-line override of any other section is an error naming
+the key and the method. Sections a YAML file or a saved run sets for other methods are ignored:
+one YAML may serve several methods, and old run folders stored every section.
 """
 
 from __future__ import annotations
@@ -106,7 +113,8 @@ class TrainConfig:
     accelerator: str = option("auto", "cpu | cuda | auto")
     devices: str = option("1", "number of devices (or 'auto')")
     num_nodes: int = option(1, "number of nodes")
-    strategy: str = option("auto", "auto | ddp | ddp_spawn | fsdp")
+    strategy: str = option("auto", "auto | ddp | ddp_spawn (FSDP is not offered: checkpoints gather the whole "
+                                   "state on rank 0)", choices=("auto", "ddp", "ddp_spawn"))
     precision: str = option("32-true", "32-true | bf16-mixed | 16-mixed | bf16-true")
     sync_batchnorm: bool = option(False, "synchronise BatchNorm statistics across processes")
     compile: bool = option(False, "torch.compile the model")
@@ -115,6 +123,9 @@ class TrainConfig:
     eval_every: int = option(1, "evaluate on val every N epochs (0 = only at the end)")
     checkpoint_every_steps: int = option(0, "also checkpoint every N optimizer iterations (0 = per epoch only)")
     keep_last: int = option(2, "how many recent checkpoints to keep")
+    keep_model: str = option("last", "the run's exported model.safetensors: the last epoch's, or the best epoch's "
+                                     "by val top-1 (needs a val split or data.val_fraction; never the test split)",
+                             choices=("last", "best"))
     stop_after_steps: int = option(0, "end this invocation with a checkpoint once the global step reaches N (time-limited jobs; 0 = off)")
     nan_policy: str = option("stop", "on a non-finite loss: stop or skip the step", choices=("stop", "skip"))
     log_every: int = option(20, "log training losses every N iterations")
@@ -126,24 +137,56 @@ class MethodConfig:
     name: str = option("supervised", "training method (see `finegrain methods`)")
 
 
+#: the sections every run reads, whatever its method
+CORE_SECTIONS = ("data", "model", "optim", "schedule", "train", "method")
+
+
 # -------------------------------------------------------------------------------------- the config
 class Config:
-    """All sections, each a dataclass instance: ``cfg.optim.lr``."""
+    """All sections, each a dataclass instance: ``cfg.optim.lr``.
+
+    Until :meth:`bind` every known section is there (so any YAML or saved run loads); after it,
+    only the core sections and the bound method's, which is all ``to_dict`` and attribute access
+    see.
+    """
 
     def __init__(self, sections: dict[str, Any] | None = None):
         _ensure_all_sections()
         self._sections = {name: cls() for name, cls in SECTIONS.items()}
         if sections:
             self._sections.update(sections)
+        self._overridden: dict[str, tuple[str, str]] = {}  # section -> (first dotted key, its source)
+        self._bound: tuple[str, tuple[str, ...]] | None = None  # (method, sections it reads)
 
     def __getattr__(self, name: str):
         sections = self.__dict__.get("_sections", {})
+        bound = self.__dict__.get("_bound")
+        if name in sections and bound is not None and name not in bound[1]:
+            raise AttributeError(f"method {bound[0]!r} does not read config section {name!r} "
+                                 f"(add it to the method's config_sections if it should)")
         if name in sections:
             return sections[name]
         raise AttributeError(f"config has no section {name!r}")
 
     def to_dict(self) -> dict:
-        return {name: dataclasses.asdict(sec) for name, sec in self._sections.items()}
+        kept = self._bound[1] if self._bound else tuple(self._sections)
+        return {name: dataclasses.asdict(sec) for name, sec in self._sections.items() if name in kept}
+
+    def bind(self, method: str, method_sections: tuple[str, ...]) -> "Config":
+        """Keep the core sections and ``method_sections``: the config of one run of ``method``.
+
+        A command-line override (:meth:`override`) of another section is an error: it would do
+        nothing. Values that files set in other sections are dropped silently. Binding again (to
+        another method) starts from all sections. Also checks keys that are only wrong together.
+        """
+        reads = tuple(dict.fromkeys((*CORE_SECTIONS, *method_sections)))
+        for section, (dotted, source) in self._overridden.items():
+            if section not in reads:
+                raise ConfigError(f"{dotted}: method {method!r} does not read section {section!r} "
+                                  f"(it reads: {', '.join(reads)}; set by {source})")
+        self._bound = (method, reads)
+        _check_keep_model(self)
+        return self
 
     def copy(self) -> "Config":
         return Config.from_dict(self.to_dict())
@@ -168,6 +211,11 @@ class Config:
                 raise ConfigError(f"{source}: section {section_name!r} must be a mapping of keys")
             for key, value in values.items():
                 self.set(f"{section_name}.{key}", value, source, base_dir)
+
+    def override(self, dotted: str, value: Any, source: str = "<override>", base_dir: Path | None = None) -> None:
+        """:meth:`set`, remembered as the user's: :meth:`bind` refuses it for a method that does not read it."""
+        self.set(dotted, value, source, base_dir)
+        self._overridden.setdefault(dotted.partition(".")[0], (dotted, source))
 
     def set(self, dotted: str, value: Any, source: str = "<override>", base_dir: Path | None = None) -> None:
         section_name, _, key = dotted.partition(".")
@@ -216,8 +264,16 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
 
 
 def _ensure_all_sections() -> None:
-    """Method sections live in method files: import them so that every key is known."""
-    import finegrain.methods  # noqa: F401  (registers method sections)
+    """Register the method sections too; their module is light (no torch), unlike the methods."""
+    import finegrain.method_config  # noqa: F401  (registers method sections)
+
+
+def _check_keep_model(cfg: Config) -> None:
+    """Picking the exported model by the test split would report a test score chosen on the test set."""
+    data, train = cfg._sections["data"], cfg._sections["train"]
+    if train.keep_model == "best" and data.val_split and data.val_split == data.test_split:
+        raise ConfigError(f"train.keep_model=best: data.val_split={data.val_split!r} is the test split; "
+                          f"keep the best epoch by a real val split or data.val_fraction of train")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -232,8 +288,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults <- YAML file <- ``key=value`` overrides. Paths resolve against the YAML's folder."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *, strict: bool = True) -> Config:
+    """Defaults <- YAML file <- ``key=value`` overrides. Paths resolve against the YAML's folder.
+
+    ``strict``: an override of a section the run's method does not read is an error at
+    :meth:`Config.bind`; ``False`` for scripts that hand one list of overrides to several methods.
+    """
     cfg = Config()
     if path is not None:
         path = Path(path)
@@ -247,15 +307,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg.update(data, str(path), path.resolve().parent)
     for text in overrides or []:
         key, value = parse_override(text)
-        cfg.set(key, value, f"override {text!r}", Path.cwd())
+        (cfg.override if strict else cfg.set)(key, value, f"override {text!r}", Path.cwd())
     return cfg
 
 
-def describe_sections() -> list[tuple[str, str, Any, str]]:
-    """(key, type, default, doc) rows for documentation and `finegrain config`."""
+def describe_sections(sections: tuple[str, ...] | None = None) -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, doc) rows for documentation and `finegrain configs --keys`: of every
+    section, or of ``sections`` (a method's: ``finegrain.methods.sections_of(name)``)."""
     _ensure_all_sections()
     rows = []
     for name, cls in SECTIONS.items():
+        if sections is not None and name not in sections:
+            continue
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

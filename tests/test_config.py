@@ -46,3 +46,26 @@ def test_override_syntax():
 def test_round_trip():
     cfg = load_config(None, ["optim.lr=0.3"])
     assert Config.from_dict(cfg.to_dict()).optim.lr == 0.3
+
+
+def test_bind_keeps_core_and_method_sections_and_refuses_foreign_overrides():
+    from finegrain.config import CORE_SECTIONS
+
+    cfg = load_config(None, ["kd.temperature=2.0"])
+    assert list(cfg.bind("kd", ("kd", "distill")).to_dict()) == [*CORE_SECTIONS, "distill", "kd"]
+    with pytest.raises(ConfigError, match=r"^kd.temperature: method 'supervised' does not read section 'kd' "
+                                          r"\(it reads: data, model, optim, schedule, train, method; set by override"):
+        cfg.bind("supervised", ())
+    cfg.set("csdnet.alpha", 0.5)  # set in code or by a file: not the user's override, so not refused
+    cfg.bind("kd", ("kd", "distill"))
+
+
+def test_fsdp_is_not_offered():
+    with pytest.raises(ConfigError, match=r"train.strategy='fsdp' is not one of auto, ddp, ddp_spawn"):
+        load_config(None, ["train.strategy=fsdp"])
+
+
+def test_keep_model_choices():
+    assert Config().train.keep_model == "last"
+    with pytest.raises(ConfigError, match=r"train.keep_model='first' is not one of last, best"):
+        load_config(None, ["train.keep_model=first"])

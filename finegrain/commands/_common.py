@@ -75,7 +75,7 @@ def add_run_options(parser) -> dict:
     hardware = parser.add_argument_group("hardware")
     add_device_option(hardware, default=None, help_text="cpu, cuda or auto (sets train.accelerator)")
     hardware.add_argument("--devices", help="sets train.devices")
-    hardware.add_argument("--strategy", help="sets train.strategy (ddp, fsdp, ...)")
+    hardware.add_argument("--strategy", help="sets train.strategy (auto, ddp, ddp_spawn)")
     hardware.add_argument("--num-nodes", type=int, help="sets train.num_nodes")
     return {"configuration": config, "data": data, "output": out, "training": training, "hardware": hardware}
 

@@ -11,6 +11,7 @@ def register(sub) -> None:
     p.set_defaults(func=list_methods)
     p = sub.add_parser("configs", help="list shipped configs, or every config key with --keys")
     p.add_argument("--keys", action="store_true", help="print every config key with its default and meaning")
+    p.add_argument("--method", help="with --keys: only the core keys and those this method reads")
     p.set_defaults(func=list_configs)
 
 
@@ -27,7 +28,12 @@ def list_configs(args) -> int:
     if args.keys:
         from finegrain.config import describe_sections
 
-        for key, type_name, default, doc in describe_sections():
+        sections = None
+        if args.method:
+            from finegrain import methods
+
+            sections = methods.sections_of(args.method)
+        for key, type_name, default, doc in describe_sections(sections):
             print(f"{key:34s} {type_name:8s} {default!r:24s} {doc}")
         return 0
     folder = Path(str(resources.files("finegrain") / "configs"))

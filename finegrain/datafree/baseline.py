@@ -2,8 +2,8 @@
 
 Each trains a generator on an :class:`~finegrain.datafree.generator_objectives.InversionObjective` — its
 own weights of the adversarial, BatchNorm-statistics, one-hot, activation and class-balance
-terms, read from the method's config section (named as the method; see
-:func:`~finegrain.datafree.generator_objectives.weights_config`) — and a student by the distiller's KD,
+terms, read from the config section the method names in ``weights_section`` (see
+:func:`~finegrain.method_config.weights_config`) — and a student by the distiller's KD,
 unless it says otherwise. A subclass overrides only what its paper changes.
 
 The generator is the plain DCGAN of the ``generator`` section (its spatial attention off, as for
@@ -21,12 +21,16 @@ from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator
 
 
 class GeneratorBaseline(DataFreeDistiller):
+    #: the config section holding this baseline's term weights; a subclass names its own (and
+    #: lists it in ``config_sections``), so no section is found by matching the method's name.
+    weights_section: str = ""
+
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
         self.priors = InversionObjective(self.teacher, self.kd_loss, self.synthesis_weights(cfg))
 
     def synthesis_weights(self, cfg) -> SynthesisWeights:
-        return weights_from_section(getattr(cfg, self.method_name))
+        return weights_from_section(getattr(cfg, self.weights_section))
 
     def build_synthesizer(self) -> GeneratorSynthesizer:
         return plain_generator_synthesizer(self.cfg)

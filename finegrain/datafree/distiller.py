@@ -17,13 +17,9 @@ evaluation is preprocessed exactly as the teacher's data was. A subclass provide
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Optional
-
 import torch
 from torch import nn
 
-from finegrain.config import option, register_section
 from finegrain.datafree.frozen import as_critic, freeze_batchnorm
 from finegrain.datafree.health import SynthesisHealth
 from finegrain.datafree.synthesizer import GeneratorSynthesizer, Synthesizer
@@ -32,40 +28,6 @@ from finegrain.errors import ConfigError
 from finegrain.losses.kd import KLDivergence
 from finegrain.engine.method import Method, Phase
 from finegrain.models import create_classifier
-
-
-@register_section("distill")
-@dataclasses.dataclass
-class DistillConfig:
-    teacher: Optional[str] = option(None, "teacher: a finegrain run folder or checkpoint (its weights, classes and preprocessing)", path=True)
-    student: str = option("resnet18", "student timm architecture (paper: resnet18)")
-    student_pretrained_file: Optional[str] = option(None, "student's initial weights: a local file, 'auto' for shipped ones, or none (random init, as in the paper)", path=True)
-    generator_steps: int = option(20, "t: synthesizer steps per iteration (paper: 20)")
-    student_steps: int = option(15, "k: student steps per iteration (paper: 15)")
-    temperature: float = option(1.0, "softmax temperature of the KL terms (spec: 1)")
-    kl_direction: str = option("student_teacher", "KL(σ(S)‖σ(T)) as the paper writes it, or Hinton's KL(σ(T)‖σ(S))",
-                               choices=("student_teacher", "teacher_student"))
-    iterations_per_epoch: int = option(50, "iterations per epoch when train.iterations_per_epoch is 0 (spec: 50)")
-    critic_mode: str = option("eval", "student during synthesizer steps: eval (running BN stats) or train (batch stats, buffers restored)",
-                              choices=("eval", "train"))
-    channels_last: bool = option(True, "feed synthetic batches to teacher and student in channels-last memory layout: "
-                                       "the same computation up to float rounding, ~30 % faster convolutions "
-                                       "on the CPU (oneDNN) and under mixed precision on GPUs")
-    flush_denormal: bool = option(True, "CPU: flush denormal floats to zero for this process (saturated attention "
-                                        "sigmoids make them, and x86 computes them ~10× slower)")
-    # finegrain's practical settings (not the paper's; the paper's behaviour is each default)
-    warmup_steps: int = option(0, "synthesizer-only steps before the first student step, so the student never "
-                                  "learns from a fresh generator's images (finegrain; paper: 0)")
-    pool_size: int = option(0, "keep the last N synthesized images (FIFO) and draw student batches from them, "
-                               "so each image teaches several times (finegrain; paper: 0 = a fresh batch per "
-                               "student step; DeepInversion and CMI keep their own pools)")
-    pool_crop: float = option(1.0, "pool draws: random square crop of area fraction in [pool_crop, 1], resized "
-                                   "back (1 = no crop)")
-    pool_flip: bool = option(True, "pool draws: mirror at random (turn off for digits or text)")
-    student_bn: str = option("train", "student BatchNorm during student steps: train (batch statistics, running ones "
-                                      "updated; paper) or frozen (running statistics used and kept bit for bit: "
-                                      "a pretrained student keeps its real-image statistics)",
-                             choices=("train", "frozen"))
 
 
 def build_student(cfg, num_classes: int):

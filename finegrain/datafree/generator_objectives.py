@@ -23,10 +23,10 @@ import dataclasses
 import torch
 from torch import nn
 
-from finegrain.config import option
 from finegrain.datafree.bn_hooks import BNStatsHooks
 from finegrain.losses.bn_stats import BNStatsLoss
 from finegrain.losses.datafree_priors import ActivationLoss, ClassBalanceLoss, OneHotLoss
+from finegrain.method_config import WEIGHT_DOCS, weights_config  # noqa: F401  (config sections are light)
 
 
 @dataclasses.dataclass
@@ -36,29 +36,6 @@ class SynthesisWeights:
     onehot: float = 0.0
     activation: float = 0.0
     balance: float = 0.0
-
-
-WEIGHT_DOCS = {
-    "adversarial": "weight of −KL(S(x̂), T(x̂)): seek images the student still gets wrong",
-    "bn": "weight of the teacher BatchNorm-statistics loss",
-    "onehot": "weight of CE of the teacher's logits vs their own argmax",
-    "activation": "weight of −mean |teacher pooled features|",
-    "balance": "weight of the class-balance term log K − H(batch-mean teacher prediction)",
-}
-
-
-def weights_config(class_name: str, **defaults: float) -> type:
-    """A config dataclass whose fields are the named synthesis weights with these defaults.
-
-    A method registers it (or a subclass adding its own keys) as its section, so its config
-    keys are exactly the terms its generator uses; :func:`weights_from_section` reads
-    them back, the others staying zero.
-    """
-    unknown = set(defaults) - set(WEIGHT_DOCS)
-    if unknown:
-        raise ValueError(f"unknown synthesis weights {sorted(unknown)}; known: {', '.join(WEIGHT_DOCS)}")
-    fields = [(key, float, option(float(value), WEIGHT_DOCS[key])) for key, value in defaults.items()]
-    return dataclasses.make_dataclass(class_name, fields)
 
 
 def weights_from_section(section) -> SynthesisWeights:

@@ -18,44 +18,19 @@ synthesized image teaches the student several times — the CMI / Fast-DFKD habi
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import torch
 from torch import nn
 
-from finegrain.config import option, register_section
 from finegrain.datafree.frozen import preserved_buffers
 from finegrain.datafree.pool import ImagePool
 from finegrain.data.views import random_crop_view
 from finegrain.engine.optim import build_scheduler
-from finegrain.models.generator import OUTPUT_NORMS, PAPER_CHANNELS, AttentionGenerator
+from finegrain.method_config import GeneratorConfig
+from finegrain.models.generator import AttentionGenerator
 
 Objective = Callable[[torch.Tensor], dict]
-
-
-@register_section("generator")
-@dataclasses.dataclass
-class GeneratorConfig:
-    noise_dim: int = option(256, "length of the noise vector z ~ N(0, I) (paper: 256)")
-    channels: list = option(list(PAPER_CHANNELS), "widths: FC map, then the 4 up-blocks (paper: 512,256,128,64,64)")
-    attention_lambda: float = option(0.05, "λ of F + λ·softmax(A)⊙F in every block's SAM; 0 = plain DCGAN (paper: 0.05)")
-    sam_ratio: int = option(4, "SAM channel reduction r (spec: 4)")
-    softmax_axis: str = option("spatial", "SAM softmax over each channel's positions ×H·W, or over channels (spec: spatial)",
-                               choices=("spatial", "channel"))
-    leaky_slope: float = option(0.2, "LeakyReLU slope of the up-blocks (spec: 0.2)")
-    class_conditional: bool = option(False, "add a learnable per-class vector to z and keep each batch's target classes "
-                                            "for a target cross-entropy term (finegrain's practical setting, the CMI/"
-                                            "Fast-DFKD habit of targeted synthesis; paper: an unconditional generator)")
-    output_norm: str = option("none", "BatchNorm before the output tanh so a fresh generator already has photo-like "
-                                      "contrast: affine-free (batchnorm, as DAFL/DFAD) or with a learnt per-channel "
-                                      "scale and shift (batchnorm_affine), or per image over (C, H, W) (imagenorm: every image "
-                                      "gets contrast, not just the batch) (finegrain's practical setting; paper: none)",
-                              choices=OUTPUT_NORMS)
-    lr: float = option(1e-3, "generator Adam learning rate (paper: 1e-3)")
-    betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
-    weight_decay: float = option(0.0, "generator weight decay")
-    schedule: str = option("constant", "generator learning-rate schedule (spec: constant)", choices=("constant", "cosine"))
 
 
 def build_generator(gen_cfg: GeneratorConfig, image_size: int) -> AttentionGenerator:

@@ -9,6 +9,10 @@ A checkpoint is three files with one stem:
                           files. Written last: no sidecar, no checkpoint.
 Each file goes to a temporary name and is renamed into place, so a crash leaves the previous
 checkpoint intact.
+
+The state saved is whole and written by rank 0 alone: right for one process and for DDP (every
+rank holds the same weights), wrong for a strategy that shards them, which is why FSDP is not
+offered (``train.strategy``; docs/distributed.md).
 """
 
 from __future__ import annotations

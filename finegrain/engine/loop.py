@@ -4,7 +4,9 @@ It knows phases, not methods: per iteration it runs each phase of the method ``s
 (backward, clip, optimizer step), then steps that phase's schedule. Around that: Fabric for
 devices, precision and DDP; evaluation each epoch; checkpoints that resume exactly (mid-epoch
 too); CSV/TensorBoard logs; progress; SIGTERM/SIGINT and non-finite losses handled without
-losing what was saved.
+losing what was saved. The run's config is first bound to its method (only the sections it reads
+are kept and stored), and the exported model is the last epoch's or, with ``train.keep_model=best``,
+the best epoch's by val top-1.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from finegrain.engine import checkpoint as ckpt
 from finegrain.engine.evaluate import evaluate
 from finegrain.engine.logging import Progress, RunLogger, echo
 from finegrain.errors import CheckpointError, ConfigError, FinegrainError, TrainingError
+
+
+#: in the checkpoints folder: the classifier of the best epoch by val top-1 (``train.keep_model=best``)
+BEST_MODEL = "best-model.safetensors"
 
 
 class Interrupted(FinegrainError):
@@ -78,6 +84,7 @@ class Trainer:
         self.cfg = cfg
         self.resume = resume
         self.info = methods.get(cfg.method.name)
+        methods.bind_config(cfg)  # before anything is built: a foreign override fails at once
         self.fabric = make_fabric(cfg.train)
         self.last_checkpoint: Path | None = None
         self.global_step = 0
@@ -90,6 +97,13 @@ class Trainer:
         if cfg.data.root is None:
             return None
         return build_datasets(cfg.data, cfg.train.seed, need_train=False)
+
+    def _check_val_for_keep_model(self, data) -> None:
+        """``keep_model=best`` chooses by val; without a val split it would have nothing (and test is never used)."""
+        if self.cfg.train.keep_model == "best" and (data is None or data.val is None):
+            d = self.cfg.data
+            raise ConfigError(f"train.keep_model=best needs a validation split: {d.root} has no {d.val_split!r} "
+                              f"split and data.val_fraction is {d.val_fraction} (test is never used to choose)")
 
     def _class_names(self, data) -> list[str]:
         if self.info.cls.needs_train_data:
@@ -123,12 +137,14 @@ class Trainer:
         self.info.cls.prepare_config(cfg)
 
         data = self._build_data()
+        self._check_val_for_keep_model(data)
         class_names = self._class_names(data)
         num_train = len(data.train) if data is not None and data.train is not None else 0
         method = methods.create(cfg.method.name, cfg, class_names, num_train=num_train, world_size=fabric.world_size)
         self.method = method
         run_dir = self._run_dir(method)
         self.run_dir, self.ckpt_dir = run_dir, run_dir / "checkpoints"
+        self.best_path = self.ckpt_dir / BEST_MODEL
 
         train_loader = self._loader(data.train, True) if num_train else None
         if self.info.cls.needs_train_data and (train_loader is None or len(train_loader) == 0):
@@ -158,6 +174,8 @@ class Trainer:
 
         position = self._restore(method, phases, class_names)
         if self.main:
+            if not position["global_step"]:  # a fresh run keeps no best model of an earlier one
+                self.best_path.unlink(missing_ok=True)
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         fabric.barrier()
@@ -236,11 +254,23 @@ class Trainer:
                 result = evaluate(method.eval_model(), val_loader, method.num_classes, fabric=fabric)
                 record.update({"val/top1": result["top1"], "val/top5": result["top5"], "val/loss": result["loss"],
                                "val/mean_class_acc": result["mean_class_acc"]})
+                self._keep_if_best(history, result["top1"])
             logger.log(record, self.global_step, epoch)
             history.append({"epoch": epoch + 1, **record})
             echo(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in record.items()), self.main)
             self._save(epoch + 1, 0, history)
         return history
+
+    def _keep_if_best(self, history: list, top1: float) -> None:
+        """``keep_model=best``: save the classifier when val top-1 beats every earlier epoch's (a tie keeps
+        the earlier)."""
+        if self.cfg.train.keep_model != "best":
+            return
+        earlier = [h["val/top1"] for h in history if "val/top1" in h]
+        if self.main and (not earlier or top1 > max(earlier)):
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.save_tensors(self.best_path, self.method.eval_model().state_dict())
+        self.fabric.barrier()
 
     def _iteration(self, model, phases, batch) -> dict:
         cfg, fabric = self.cfg, self.fabric
@@ -380,6 +410,7 @@ class Trainer:
             if vals:
                 summary["val_top1"] = vals[-1]
                 summary["best_val_top1"] = max(vals)
+        summary["kept_epoch"] = self._load_kept_model(method, history)
         if test_loader is not None:
             result = evaluate(method.eval_model(), test_loader, method.num_classes, fabric=self.fabric)
             summary.update(test_top1=result["top1"], test_top5=result["top5"],
@@ -388,16 +419,31 @@ class Trainer:
             if self.main:
                 ckpt.write_json(self.run_dir / "eval_test.json", {"class_names": method.class_names, **result})
         if self.main:
-            self._export_classifier(method)
+            self._export_classifier(method, summary["kept_epoch"])
             ckpt.write_json(self.run_dir / "summary.json", summary)
         self.fabric.barrier()
         return summary
 
-    def _export_classifier(self, method) -> None:
+    def _load_kept_model(self, method, history: list) -> int:
+        """The epoch whose classifier is exported (and tested): the last, or the best kept by val."""
+        last = self.cfg.train.epochs
+        if self.cfg.train.keep_model != "best":
+            return last
+        scored = [(h["val/top1"], -h["epoch"]) for h in history if "val/top1" in h]
+        if not scored or not self.best_path.is_file():
+            echo("warning: train.keep_model=best but no best epoch was saved; exporting the last", self.main)
+            return last
+        method.eval_model().load_state_dict(ckpt.load_tensors(self.best_path))
+        best_epoch = -max(scored)[1]
+        echo(f"keeping epoch {best_epoch} of {last} (best val top-1 {max(scored)[0]:.4g})", self.main)
+        return best_epoch
+
+    def _export_classifier(self, method, epoch: int) -> None:
         """The deployable model alone: ``model.safetensors`` + ``model.json`` in the run folder."""
-        meta = self._meta(self.cfg.train.epochs, 0, [])
+        meta = self._meta(epoch, 0, [])
         meta["classifier_prefix"] = ""
         meta["environment"] = ckpt.environment_facts()  # what `finegrain env` prints, as every sidecar
+        meta["keep_model"] = self.cfg.train.keep_model
         tensors = method.eval_model().state_dict()
         ckpt.save_tensors(self.run_dir / "model.safetensors", tensors)
         meta["files"] = {"tensors": "model.safetensors"}

@@ -39,6 +39,10 @@ class Method(nn.Module):
     classifier_attr: str = "model"
     #: state-dict prefixes not written to checkpoints (a frozen teacher is loaded from its own file).
     checkpoint_exclude: tuple[str, ...] = ("teacher.",)
+    #: config sections this method's code reads besides the core ones (``finegrain.config.CORE_SECTIONS``),
+    #: each declared in :mod:`finegrain.method_config`. A run stores exactly these, and reading any
+    #: other section from a bound config fails, so the list cannot silently fall behind the code.
+    config_sections: tuple[str, ...] = ()
 
     def __init__(self, cfg, class_names: list[str]):
         super().__init__()

@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from finegrain.config import option
 
 FORMS = ("shared", "frozen_random")
 REDUCTIONS = ("batch_mean", "element_mean")
@@ -65,12 +64,6 @@ def stage_indices(classifier, min_reduction: int = 4) -> list[int]:
     the stem, so a ResNet gives layer1..layer4)."""
     reductions = [info["reduction"] for info in classifier.net.feature_info]
     return [i for i, r in enumerate(reductions) if r >= min_reduction]
-
-
-def min_reduction_option():
-    """The config field of :func:`pair_stages`' ``min_reduction``, defined once for every section
-    that pairs stages (``mhad``, ``zskt``)."""
-    return option(4, "stages with stride >= this are paired (timm feature info); 4 skips the stem: ResNet layer1..4")
 
 
 def pair_stages(teacher, student, min_reduction: int = 4) -> tuple[list[int], list[int]]:

@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from finegrain.method_config import QC_REDUCTIONS
+
 
 def distributed_world() -> tuple[int, int]:
     """(world size, rank); (1, 0) without an initialized process group."""
@@ -98,7 +100,7 @@ class QueueContrastiveLoss(nn.Module):
     no longer depends on how many pairs the queue holds.
     """
 
-    REDUCTIONS = ("sum", "mean")
+    REDUCTIONS = QC_REDUCTIONS
 
     def __init__(self, margin: float = 0.5, reduction: str = "sum"):
         super().__init__()

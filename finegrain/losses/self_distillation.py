@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from finegrain.losses.kd import KLDivergence
+from finegrain.method_config import SSDT_DIRECTIONS
 
-DIRECTIONS = ("raw_to_aug", "aug_to_raw")
+DIRECTIONS = SSDT_DIRECTIONS
 
 
 class SelfDistillationLoss(nn.Module):

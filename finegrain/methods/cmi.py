@@ -20,30 +20,15 @@ and the weights are CMI's CIFAR setting (adv 0.5, bn 1, oh 1, cr 0.8, τ 0.2).
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from finegrain.config import option, register_section
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.generator_objectives import weights_config
 from finegrain.datafree.memory_bank import InstanceContrast, MemoryBank
 from finegrain.datafree.pool import ImagePool
 from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer
 from finegrain.data.views import random_crop_view
 from finegrain.methods import register_method
 from finegrain.models.heads import ProjectionHead
-
-
-@register_section("cmi")
-@dataclasses.dataclass
-class CMIConfig(weights_config("CMIWeights", adversarial=0.5, bn=1.0, onehot=1.0)):
-    contrast: float = option(0.8, "w_cr: weight of the instance-discrimination loss (CMI: 0.8)")
-    temperature: float = option(0.2, "τ of the contrastive loss (CMI: 0.2)")
-    head_dim: int = option(128, "embedding size of the head on the teacher (CMI: 128)")
-    bank_size: int = option(4096, "embeddings kept in the memory bank, oldest replaced first")
-    pool_size: int = option(2048, "synthetic images kept in the pool the student samples (0 = all)")
-    local_scale: float = option(0.25, "smallest area fraction of the local view's random crop (CMI: 0.25)")
 
 
 class ContrastiveSynthesizer(GeneratorSynthesizer):
@@ -83,6 +68,9 @@ class ContrastiveSynthesizer(GeneratorSynthesizer):
 @register_method("cmi", "CMI: DFQ-style generator plus instance contrast against a memory bank; KD on a growing pool",
                  "Fang et al., IJCAI 2021, arXiv 2105.08584")
 class CMI(GeneratorBaseline):
+    config_sections = ("distill", "generator", "cmi")
+    weights_section = "cmi"
+
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
         self.instance_contrast = InstanceContrast(cfg.cmi.temperature)

@@ -41,15 +41,13 @@ computed on the batch tensor, paired in the same step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from finegrain.config import option, register_section
 from finegrain.errors import ConfigError
 from finegrain.losses.queue_contrastive import MemoryQueue, QueueContrastiveLoss, distributed_world, gather_per_rank
-from finegrain.losses.self_distillation import DIRECTIONS, SelfDistillationLoss
+from finegrain.losses.self_distillation import SelfDistillationLoss
+from finegrain.method_config import CSDNetConfig
 from finegrain.methods import register_method
 from finegrain.engine.method import Method
 from finegrain.models import Taps, create_classifier
@@ -59,40 +57,6 @@ from finegrain.models.ssdp import SSDP, RankSlice, random_view
 PENDING = "ssdp_pending."
 
 
-@register_section("csdnet")
-@dataclass
-class CSDNetConfig:
-    ssdp: bool = option(True, "SSDP: augmented view masked from the activation map (off: standard random view)")
-    ddl: bool = option(True, "DDL: projection head + memory queue contrastive loss")
-    ssdt: bool = option(True, "SSDT: self-distillation raw -> augmented view")
-    alpha: float = option(1.0, "weight of the queue contrastive loss L_qc")
-    beta: float = option(1.0, "weight of the self-distillation loss L_ssdt")
-    temperature: float = option(4.0, "SSDT softmax temperature T (spec)")
-    ssdt_direction: str = option("raw_to_aug", "SSDT teacher -> student (spec: raw detached teaches augmented)",
-                                 choices=DIRECTIONS)
-    ssdt_symmetric: bool = option(False, "SSDT: average of both directions, each teacher detached")
-    queue_size: int = option(4096, "memory queue length (capped at 2 x training-set size) (spec)")
-    margin: float = option(0.5, "contrastive margin xi: negatives above it are pushed apart (spec)")
-    qc_reduction: str = option("sum", "L_qc per anchor: sum over its pairs (spec: grows with the queue) or mean over its "
-                                      "positives and over its hard negatives (cross-batch memory's form)",
-                               choices=QueueContrastiveLoss.REDUCTIONS)
-    warmup_epochs: int = option(1, "epochs before the queue term starts (batch pairs only until then) (spec)")
-    ddl_views: str = option("both", "which views' embeddings DDL compares and enqueues", choices=("both", "raw"))
-    proj_hidden: int = option(512, "projection head hidden width (spec)")
-    proj_dim: int = option(128, "projection head output width (spec)")
-    theta_min: float = option(0.5, "SSDP threshold theta ~ U(theta_min, theta_max) of max(A) (spec)")
-    theta_max: float = option(0.8, "SSDP threshold upper bound (spec)")
-    p_drop: float = option(0.5, "SSDP: probability to erase the salient region, else crop to it (spec)")
-    kernel_size: int = option(7, "SSDP smoothing kernel size at kernel_ref_size px, scaled with resolution (spec)")
-    kernel_ref_size: int = option(224, "image size at which kernel_size applies")
-    kernel: str = option("average", "SSDP smoothing kernel (spec)", choices=("average", "gaussian"))
-    flip_prob: float = option(0.5, "augmented view: horizontal flip probability (spec)")
-    rotation: float = option(10.0, "augmented view: rotation up to +-this many degrees (spec)")
-    random_min_scale: float = option(0.35, "without SSDP: smallest area fraction of the random resized crop")
-    mask_source: str = option("previous_step", "when the SSDP mask is computed; see `docs/csdnet.md` (spec)",
-                              choices=("previous_step", "current"))
-
-
 def build_ssdp(c: CSDNetConfig) -> SSDP:
     return SSDP(c.theta_min, c.theta_max, c.p_drop, c.kernel_size, c.kernel_ref_size, c.kernel, c.flip_prob, c.rotation)
 
@@ -100,6 +64,8 @@ def build_ssdp(c: CSDNetConfig) -> SSDP:
 @register_method("csdnet", "contrastive self-distillation (SSDP + DDL + SSDT) for few-shot ultra-fine-grained data",
                  "Fang et al., arXiv 2311.06056 (IEEE TCSVT 2024)")
 class CSDNet(Method):
+    config_sections = ("csdnet",)
+
     def __init__(self, cfg, class_names, *, num_train: int = 0, **context):
         super().__init__(cfg, class_names)
         self.c = c = cfg.csdnet

@@ -14,13 +14,8 @@ features: −mean |v|) and ``L_ie`` (a batch covering the classes evenly: here
 
 from __future__ import annotations
 
-from finegrain.config import register_section
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.generator_objectives import weights_config
 from finegrain.methods import register_method
-
-
-DAFLConfig = register_section("dafl")(weights_config("DAFLConfig", onehot=1.0, activation=0.1, balance=5.0))
 
 
 @register_method("dafl", "DAFL: non-adversarial generator with one-hot, activation and entropy priors; student KD",
@@ -28,3 +23,5 @@ DAFLConfig = register_section("dafl")(weights_config("DAFLConfig", onehot=1.0, a
 class DAFL(GeneratorBaseline):
     """Everything is in the weights of the ``dafl`` section: ``dafl.onehot``, ``dafl.activation``,
     ``dafl.balance`` (L_ie)."""
+    config_sections = ("distill", "generator", "dafl")
+    weights_section = "dafl"

@@ -15,12 +15,9 @@ every data-free method here, so comparisons isolate the synthesizer.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
-from finegrain.config import option, register_section
 from finegrain.datafree.bn_hooks import BNStatsHooks
 from finegrain.datafree.distiller import DataFreeDistiller
 from finegrain.datafree.pixels import PixelSynthesizer
@@ -31,26 +28,11 @@ from finegrain.losses.kd import JensenShannon
 from finegrain.methods import register_method
 
 
-@register_section("deepinversion")
-@dataclasses.dataclass
-class DeepInversionConfig:
-    bn_weight: float = option(1.0, "λ_bn: weight of the BatchNorm-statistics loss")
-    tv_weight: float = option(0.05, "λ_tv: weight of total variation (mean absolute neighbour difference)")
-    l2_weight: float = option(1e-3, "λ_l2: weight of the mean squared normalized pixel")
-    adi_scale: float = option(0.2, "λ_adi: ADI's student–teacher disagreement term (0 = plain DeepInversion)")
-    lr: float = option(0.1, "Adam learning rate of the pixels")
-    betas: list = option([0.5, 0.99], "Adam betas of the pixels")
-    pool_size: int = option(2048, "images kept in the pool (oldest dropped first; 0 = all)")
-    steps_per_batch: int = option(0, "optimizer steps a batch of pixels gets before it joins the pool; 0 = "
-                                     "distill.generator_steps (one batch per iteration). Larger values spread "
-                                     "a batch over several iterations, so student steps interleave with it")
-    jitter: int = option(2, "random shift of the pixels at each step, in pixels")
-    flip: bool = option(True, "random horizontal flips while optimizing and when sampling the pool")
-
-
 @register_method("deepinversion", "DeepInversion/ADI: optimize pixels to the teacher's BN statistics, KD on a growing pool",
                  "Yin et al., CVPR 2020, arXiv 1912.08795")
 class DeepInversion(DataFreeDistiller):
+    config_sections = ("distill", "deepinversion")
+
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
         self.bn_hooks = BNStatsHooks(self.teacher)

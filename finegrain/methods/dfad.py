@@ -21,6 +21,8 @@ from finegrain.methods import register_method
 @register_method("dfad", "data-free adversarial distillation: generator maximizes, student minimizes the L1 logit gap",
                  "Fang et al., arXiv 1912.11006")
 class DFAD(DataFreeDistiller):
+    config_sections = ("distill", "generator")
+
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
         self.l1 = LogitL1()

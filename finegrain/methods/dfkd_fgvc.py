@@ -26,65 +26,24 @@ and are not part of the deployed classifier.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
-from finegrain.config import option, register_section
 from finegrain.datafree.bn_hooks import BNStatsHooks
 from finegrain.datafree.distiller import DataFreeDistiller
 from finegrain.losses.bn_stats import BNStatsLoss
 from finegrain.losses.datafree_priors import ClassBalanceLoss, OneHotLoss
-from finegrain.losses.mhad import MHADLoss, min_reduction_option, pair_stages
+from finegrain.losses.mhad import MHADLoss, pair_stages
 from finegrain.losses.sfcl import SemanticContrastLoss
 from finegrain.errors import ConfigError
 from finegrain.methods import register_method
 
 
-@register_section("dfkd")
-@dataclasses.dataclass
-class DFKDConfig:
-    alpha: float = option(0.3, "α: weight of L_BN in the generator objective α·L_BN − L_KD (paper: 0.3)")
-    beta: float = option(10.0, "β: weight of L_MHAD in the student objective (paper: 10)")
-    gamma: float = option(8.0, "γ: weight of L_SFCL in the student objective (paper: 8)")
-    mhad: bool = option(True, "use mixed high-order attention distillation (ablation switch)")
-    sfcl: bool = option(True, "use semantic feature contrast learning (ablation switch)")
-    onehot: float = option(0.0, "finegrain's practical prior, not the paper's: weight of CE(teacher logits, their "
-                                "argmax) in the generator objective (confident images; paper: 0)")
-    target_ce: float = option(0.0, "finegrain's practical prior, not the paper's: weight of CE(teacher logits, the "
-                                   "batch's target classes) in the generator objective; needs "
-                                   "generator.class_conditional (paper: 0)")
-    balance: float = option(0.0, "finegrain's practical prior, not the paper's: weight of log K − H(batch-mean "
-                                 "teacher prediction) in the generator objective (every class covered; paper: 0)")
-
-
-@register_section("mhad")
-@dataclasses.dataclass
-class MHADConfig:
-    order: int = option(3, "R: highest attention order, 1..3 (paper: 3)")
-    reduction: int = option(4, "channel reduction C' = C/reduction of the order projections (spec: 4)")
-    form: str = option("shared", "MHA modules shared by both sides and trained, or fixed at a seeded random init (spec)",
-                       choices=("shared", "frozen_random"))
-    normalize: bool = option(True, "L2-normalize each side's attended map per sample: the collapse guard (spec)")
-    loss_reduction: str = option("batch_mean", "squared distance of unit maps averaged over the batch, or also over values (spec)",
-                                 choices=("batch_mean", "element_mean"))
-    min_reduction: int = min_reduction_option()
-    seed: int = option(0, "init seed of frozen_random modules")
-
-
-@register_section("sfcl")
-@dataclasses.dataclass
-class SFCLConfig:
-    temperature: float = option(0.07, "τ of the InfoNCE (spec: 0.07)")
-    dim: int = option(128, "embedding size of the MLP heads (spec: 128)")
-    hidden_dim: int = option(0, "hidden width of both heads; 0 = the teacher's feature width (paper §5.2)")
-    anchors: str = option("teacher", "anchor the teacher embeddings (paper) or both sides", choices=("teacher", "both"))
-
-
 @register_method("dfkd-fgvc", "data-free KD for FGVC: attention generator + BN statistics, MHAD + SFCL student losses",
                  "Shao et al., ICCV 2023, arXiv 2404.12037")
 class DFKDFGVC(DataFreeDistiller):
+    config_sections = ("distill", "generator", "dfkd", "mhad", "sfcl")
+
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
         self.bn_hooks = BNStatsHooks(self.teacher)

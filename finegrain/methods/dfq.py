@@ -15,13 +15,8 @@ the plain DCGAN of the ``generator`` section (spatial attention off, :mod:`fineg
 
 from __future__ import annotations
 
-from finegrain.config import register_section
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.generator_objectives import weights_config
 from finegrain.methods import register_method
-
-
-DFQConfig = register_section("dfq")(weights_config("DFQConfig", adversarial=1.0, bn=1.0, onehot=1.0, balance=20.0))
 
 
 @register_method("dfq", "DFQ: adversarial KL generator with BN-statistics, one-hot and class-balance priors; student KD",
@@ -29,3 +24,5 @@ DFQConfig = register_section("dfq")(weights_config("DFQConfig", adversarial=1.0,
 class DFQ(GeneratorBaseline):
     """Everything is in the weights of the ``dfq`` section: ``dfq.adversarial``, ``dfq.bn``,
     ``dfq.onehot``, ``dfq.balance``."""
+    config_sections = ("distill", "generator", "dfq")
+    weights_section = "dfq"

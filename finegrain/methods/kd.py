@@ -11,12 +11,9 @@ and the data's classes must be the teacher's.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
-from finegrain.config import option, register_section
 from finegrain.datafree.distiller import build_student, load_matching_teacher
 from finegrain.datafree.teacher import apply_teacher_preprocessing
 from finegrain.losses.kd import KLDivergence
@@ -24,17 +21,10 @@ from finegrain.methods import register_method
 from finegrain.engine.method import Method
 
 
-@register_section("kd")
-@dataclasses.dataclass
-class KDConfig:
-    temperature: float = option(4.0, "softmax temperature T of the soft targets")
-    kd_weight: float = option(1.0, "weight of T²·KL(teacher ‖ student)")
-    ce_weight: float = option(1.0, "weight of cross-entropy with the labels")
-
-
 @register_method("kd", "Hinton knowledge distillation on real training data (the data-free upper bound)",
                  "Hinton et al., arXiv 1503.02531")
 class KnowledgeDistillation(Method):
+    config_sections = ("kd", "distill")
     classifier_attr = "student"
     checkpoint_exclude = ("teacher.",)
 

@@ -15,24 +15,13 @@ configurable): momentum m = 0.9 per generator step, and each student batch drawn
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from finegrain.config import option, register_section
 from finegrain.datafree.baseline import GeneratorBaseline
 from finegrain.datafree.ema import EmaCopy
 from finegrain.datafree.frozen import preserved_buffers
-from finegrain.datafree.generator_objectives import weights_config
 from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer
 from finegrain.methods import register_method
-
-
-@register_section("mad")
-@dataclasses.dataclass
-class MADConfig(weights_config("MADWeights", adversarial=1.0)):
-    momentum: float = option(0.9, "m of θ_ema ← m·θ_ema + (1 − m)·θ after each generator step (spec: 0.9)")
-    ema_fraction: float = option(0.5, "share of each student batch drawn from the EMA generator, in [0, 1) (spec: 0.5)")
 
 
 class MomentumSynthesizer(GeneratorSynthesizer):
@@ -63,6 +52,9 @@ class MomentumSynthesizer(GeneratorSynthesizer):
 @register_method("mad", "MAD: adversarial KL generator plus its EMA copy; student KD on samples of both",
                  "Do et al., NeurIPS 2022, arXiv 2209.10359")
 class MAD(GeneratorBaseline):
+    config_sections = ("distill", "generator", "mad")
+    weights_section = "mad"
+
     def build_synthesizer(self) -> MomentumSynthesizer:
         m = self.cfg.mad
         return plain_generator_synthesizer(self.cfg, MomentumSynthesizer, momentum=m.momentum,

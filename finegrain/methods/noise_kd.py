@@ -23,6 +23,8 @@ from finegrain.engine.method import Phase
 @register_method("noise-kd", "KD on Gaussian noise (no synthesis): the floor a data-free synthesizer must beat",
                  "Fang et al. (DFAD) Table 2, arXiv 1912.11006")
 class NoiseKD(DataFreeDistiller):
+    config_sections = ("distill",)
+
     def build_synthesizer(self) -> NoiseSynthesizer:
         d = self.cfg.data
         return NoiseSynthesizer(d.image_size, d.mean, d.std, self.batch_size)

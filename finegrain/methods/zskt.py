@@ -15,29 +15,20 @@ are the framework's, the same for every method, rather than ZSKT's own 1:10 rati
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from finegrain.config import option, register_section
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.generator_objectives import weights_config
 from finegrain.losses.attention_transfer import AttentionTransfer
-from finegrain.losses.mhad import min_reduction_option, pair_stages
+from finegrain.losses.mhad import pair_stages
 from finegrain.methods import register_method
-
-
-@register_section("zskt")
-@dataclasses.dataclass
-class ZSKTConfig(weights_config("ZSKTWeights", adversarial=1.0)):
-    attention_weight: float = option(250.0, "β: weight of attention transfer in the student loss (ZSKT: 250)")
-    attention_p: float = option(2.0, "p of the attention map mean_c |F|^p (ZSKT: 2)")
-    min_reduction: int = min_reduction_option()
 
 
 @register_method("zskt", "zero-shot KT: adversarial KL generator, student KD + attention transfer",
                  "Micaelli & Storkey, NeurIPS 2019, arXiv 1905.09768")
 class ZSKT(GeneratorBaseline):
+    config_sections = ("distill", "generator", "zskt")
+    weights_section = "zskt"
+
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
         self.teacher_stages, self.student_stages = pair_stages(self.teacher.net, self.student, cfg.zskt.min_reduction)

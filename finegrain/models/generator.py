@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-PAPER_CHANNELS = (512, 256, 128, 64, 64)
+from finegrain.method_config import OUTPUT_NORMS, PAPER_CHANNELS  # noqa: F401  (defined with their config section)
+
 SOFTMAX_AXES = ("spatial", "channel")
-OUTPUT_NORMS = ("none", "batchnorm", "batchnorm_affine", "imagenorm")
 
 
 def make_output_norm(name: str) -> nn.Module | None:
