@@ -39,7 +39,6 @@ import argparse
 import gzip
 import importlib.util
 import json
-import math
 import sys
 import tempfile
 import time

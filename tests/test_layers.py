@@ -39,9 +39,7 @@ LAZY_ANYTHING = {"interface"}
 
 #: (importing module, imported module) pairs that wait for another branch of issue 14; an entry
 #: that no longer occurs fails the test, so it is removed once the fix has landed.
-PENDING: set[tuple[str, str]] = {
-    ("finegrain.config", "finegrain.methods"),  # config._ensure_all_sections(): made method-free in i14-config
-}
+PENDING: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:
