@@ -18,6 +18,7 @@ synthesized image teaches the student several times — the CMI / Fast-DFKD habi
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
