@@ -19,10 +19,11 @@ CSDNet / CE ratio compares like with like on a shared machine.
     # a train/test-only root: 20 % of each class of train is carved off as val
     flock /tmp/finegrain-heavy.lock python benchmarks/csdnet_vs_ce.py --data /data/ufg/Cotton80
 
-Projected time on 2 shared CPU cores at the defaults (K = 5, 96 px, 10 epochs, 3 seeds, 5 variants):
-Oxford-17 about 10.5 min (measured). Cars196 about 1 h 50 min (projected, not measured: 196 x 5 = 980
-training images per run against Oxford-17's 85, at the 32 (CE) and 23 (CSDNet) training images/s
-measured on Oxford-17, plus evaluating 788 val and 2,030 test images per run); both together about 2 h.
+Time on 2 shared CPU cores at the defaults (K = 5, 96 px, 10 epochs, 3 seeds, 5 variants):
+Oxford-17 about 10.5 min (measured). Cars196 (196 x 5 = 980 training images per run, 788 val and
+2,030 test images evaluated) took 9 to 28 min per run at one thread each, two runs at a time while
+other jobs shared the cores (measured 2026-11-26), so its 15 runs take 2.5 h or more: run it in
+the background; every finished run is saved as it ends.
 
 Writes ``benchmarks/results/csdnet_vs_ce.json`` (rewritten after every run, so a crash keeps the runs
 before it): ``runs`` (one row per run, with its ``dataset``) and ``tables`` (``{dataset: {variant:

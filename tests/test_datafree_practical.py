@@ -258,6 +258,7 @@ def test_channels_last_feeds_both_phases_and_changes_no_loss(teacher, tmp_path):
         objective = method.synthesis_objective
         method.synthesis_objective = lambda images: (layouts.append(images.is_contiguous(memory_format=torch.channels_last)),
                                                      objective(images))[1]
-        losses[channels_last] = [float(one_step(method, phases[name])["loss"]) for name in ("generator", "student")]
+        losses[channels_last] = [float(one_step(method, phases[name])["loss"].detach())
+                                 for name in ("generator", "student")]
     assert layouts == [False, True]
     assert losses[True] == pytest.approx(losses[False], rel=1e-4, abs=1e-5)
