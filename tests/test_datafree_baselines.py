@@ -294,7 +294,8 @@ def test_tiny_end_to_end_distill_through_the_cli(teacher_run, name, capsys):
 
 def test_weight_sections_hold_exactly_the_terms_a_method_uses(teacher_run):
     from finegrain.config import Config
-    from finegrain.datafree.generator_objectives import weights_config, weights_from_section
+    from finegrain.datafree.generator_objectives import weights_from_section
+    from finegrain.method_config import weights_config
     from finegrain.errors import ConfigError
 
     cfg = Config()

@@ -26,7 +26,7 @@ from torch import nn
 from finegrain.datafree.bn_hooks import BNStatsHooks
 from finegrain.losses.bn_stats import BNStatsLoss
 from finegrain.losses.datafree_priors import ActivationLoss, ClassBalanceLoss, OneHotLoss
-from finegrain.method_config import WEIGHT_DOCS, weights_config  # noqa: F401  (config sections are light)
+from finegrain.method_config import WEIGHT_DOCS
 
 
 @dataclasses.dataclass
@@ -39,7 +39,7 @@ class SynthesisWeights:
 
 
 def weights_from_section(section) -> SynthesisWeights:
-    """The synthesis weights a config section holds (see :func:`weights_config`)."""
+    """The synthesis weights a config section holds (see :func:`finegrain.method_config.weights_config`)."""
     return SynthesisWeights(**{key: getattr(section, key) for key in WEIGHT_DOCS if hasattr(section, key)})
 
 
