@@ -19,6 +19,11 @@ The three rounds, as they were run for issue 12 (2026-11-26, one H200, 8-14 runs
   stopped using ``Tensor.var``): the config against k = 3 student steps per iteration, with and
   without channels-last batches (``distill.channels_last``), seeds 0 and 1.
 
+* ``--round 5`` (CPU, as round 4): pool draws mixed in pairs, ``distill.pool_mix`` = cutmix or
+  mixup, against the config, seeds 0-2.
+* ``--round 6`` (CPU): seeds 3-4 of cutmix and of the config, and cutmix with 5 epochs.
+* ``--round 7`` (CPU): seeds 2-4 of cutmix with 5 epochs, and 5 epochs without cutmix.
+
 ``B`` became the config (round 2's overrides are relative to the round-1 config, which the
 committed config now equals plus ``B``). Rows run on a GPU (``--accelerator cuda``) and are
 noisy: one seed of one run moves by ±3 points of val top-1, so only differences well beyond that
@@ -86,10 +91,21 @@ ROUND3 = {
 CL, K3 = ["distill.channels_last=true"], ["distill.student_steps=3"]
 ROUND4 = {"cl-s0": CL, "cl-s1": CL + SEED1, "cl-k3-s0": CL + K3, "cl-k3-s1": CL + K3 + SEED1,
           "s0": [], "k3-s0": K3, "k3-s1": K3 + SEED1}
+#: round 5 (CPU, like round 4): pool draws mixed in pairs (distill.pool_mix), against more seeds of the config
+CUTMIX, MIXUP = ["distill.pool_mix=cutmix"], ["distill.pool_mix=mixup"]
+ROUND5 = {"cutmix-s0": CUTMIX, "mixup-s0": MIXUP, "s1": SEED1, "cutmix-s1": CUTMIX + SEED1, "mixup-s1": MIXUP + SEED1,
+          "s2": SEED2, "cutmix-s2": CUTMIX + SEED2, "mixup-s2": MIXUP + SEED2}
+#: round 6 (CPU): more seeds of cutmix against the config, and cutmix with a fifth epoch (the demo's time allows it)
+SEED3, SEED4, EP5 = ["train.seed=3"], ["train.seed=4"], ["train.epochs=5"]
+ROUND6 = {"cutmix-s3": CUTMIX + SEED3, "s3": SEED3, "cutmix-s4": CUTMIX + SEED4, "s4": SEED4,
+          "cutmix-ep5-s0": CUTMIX + EP5, "cutmix-ep5-s1": CUTMIX + EP5 + SEED1}
+#: round 7 (CPU): more seeds of cutmix with 5 epochs, and 5 epochs without cutmix
+ROUND7 = {"cutmix-ep5-s2": CUTMIX + EP5 + SEED2, "cutmix-ep5-s3": CUTMIX + EP5 + SEED3,
+          "cutmix-ep5-s4": CUTMIX + EP5 + SEED4, "ep5-s0": EP5}
 #: rounds 2 and 3 are relative to the config before the sweep plus BEST; against today's config
 #: (which includes BEST) the prefix is a no-op, kept so the rows say exactly what ran
 ROUNDS = {1: {"base": [], "base-b": SEED1, **ROUND1}, 2: {k: BEST + v for k, v in ROUND2.items()},
-          3: {k: BEST + v for k, v in ROUND3.items()}, 4: ROUND4}
+          3: {k: BEST + v for k, v in ROUND3.items()}, 4: ROUND4, 5: ROUND5, 6: ROUND6, 7: ROUND7}
 
 
 class Sweep:
@@ -124,6 +140,9 @@ class Sweep:
         except (OSError, IndexError, KeyError, ValueError) as exc:
             row["error"] = f"{type(exc).__name__}: {exc}; see {self.work / (name + '.log')}"
         self.rows.append(row)
+        partial = Path(self.args.out).with_suffix(".partial.json")  # rows so far, in case the sweep is stopped
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(self.rows, indent=1))
         print(f"{time.time() - self.started:6.0f}s  {name:42s} val {row.get('val_top1', '-')}", flush=True)
 
     def wait_below(self, limit: int) -> None:

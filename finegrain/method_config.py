@@ -65,6 +65,11 @@ class DistillConfig:
     pool_crop: float = option(1.0, "pool draws: random square crop of area fraction in [pool_crop, 1], resized "
                                    "back (1 = no crop)")
     pool_flip: bool = option(True, "pool draws: mirror at random (turn off for digits or text)")
+    pool_mix: str = option("none", "pool draws: mix pairs of images of the batch, mixup (blend) or cutmix (paste a "
+                                   "box); the teacher labels the mixed image, so the student sees new inputs, each "
+                                   "with the teacher's own answer (finegrain; 'function matching')",
+                           choices=("none", "mixup", "cutmix"))
+    pool_mix_alpha: float = option(1.0, "pool_mix: the mixing ratio is drawn from Beta(alpha, alpha)")
     student_bn: str = option("train", "student BatchNorm during student steps: train (batch statistics, running ones "
                                       "updated; paper) or frozen (running statistics used and kept bit for bit: "
                                       "a pretrained student keeps its real-image statistics)",

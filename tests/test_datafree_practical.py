@@ -101,6 +101,42 @@ def test_pool_views_crop_and_flip_but_keep_shape(teacher, tmp_path):
         build_method(distill_config(teacher, tmp_path, **{**PRACTICAL, "distill.pool_crop": 0.0}))
 
 
+def test_batch_mixer_blends_or_pastes_pairs_of_the_batch():
+    from finegrain.datafree.synthesizer import batch_mixer
+
+    images = torch.stack([torch.full((3, 8, 8), float(i)) for i in range(4)])  # image i is all i
+    torch.manual_seed(0)
+    mixed = batch_mixer("mixup", 1.0)(images)
+    # mixup: every image is the same convex blend of itself and its neighbour in the batch
+    weight = mixed[1, 0, 0, 0]  # image 1 blended with image 0 (all zeros): its own weight
+    assert mixed.shape == images.shape and 0 < weight < 1
+    for i in range(4):
+        assert torch.allclose(mixed[i], weight * images[i] + (1 - weight) * images[(i - 1) % 4])
+    torch.manual_seed(1)
+    pasted = batch_mixer("cutmix", 1.0)(images)
+    # cutmix: every pixel comes from one of the two images, in the same box for the whole batch
+    for i in range(4):
+        values = set(pasted[i].unique().tolist())
+        assert values <= {float(i), float((i - 1) % 4)}
+    assert batch_mixer("none", 1.0) is None
+    with pytest.raises(ValueError, match="pool_mix_alpha"):
+        batch_mixer("mixup", 0.0)
+
+
+def test_pool_mix_reaches_the_student_batches(teacher, tmp_path):
+    method, phases = build_method(distill_config(teacher, tmp_path, **{**PRACTICAL, "distill.pool_crop": 1.0,
+                                                                      "distill.pool_flip": False,
+                                                                      "distill.pool_mix": "mixup"}))
+    one_step(method, phases["generator"])
+    pooled = method.synthesizer.normalizer(method.synthesizer.pool.images.float() / 255)
+    drawn = method.synthesizer.sample(6)
+    # a mixed draw is (almost never) one of the pooled images itself
+    distance = (drawn[:, None] - pooled[None]).flatten(2).abs().amax(2).amin(1)
+    assert drawn.shape == (6, 3, 32, 32) and (distance > 1e-3).any()
+    with pytest.raises(ConfigError, match="pool_mix"):
+        build_method(distill_config(teacher, tmp_path, **{**PRACTICAL, "distill.pool_mix": "blend"}))
+
+
 def test_pool_is_checkpointed_and_resume_is_exact(teacher, tmp_path):
     settings = {**PRACTICAL, "distill.warmup_steps": 2, "train.epochs": 2}
     whole = fit(distill_config(teacher, tmp_path / "a", **settings))

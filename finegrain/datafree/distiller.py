@@ -95,7 +95,7 @@ class DataFreeDistiller(Method):
         if d.pool_size and self.synthesizer.pool is None:
             self.synthesizer.attach_pool(d.pool_size)
         try:
-            self.synthesizer.configure_views(d.pool_crop, d.pool_flip)
+            self.synthesizer.configure_views(d.pool_crop, d.pool_flip, d.pool_mix, d.pool_mix_alpha)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

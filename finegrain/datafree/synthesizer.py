@@ -51,6 +51,32 @@ def plain_generator_synthesizer(cfg, cls=None, **extra) -> "GeneratorSynthesizer
                                          **extra)
 
 
+def batch_mixer(mix: str, alpha: float) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``mixup`` or ``cutmix`` of a batch with itself rolled by one (torchvision's), or None for ``none``.
+
+    Why: a pool holds a few hundred synthetic images and the student sees each several times.
+    Mixed pairs are inputs the pool does not hold, and the teacher labels each one afresh, so
+    the student matches the teacher's function on more of the input space instead of fitting its
+    answers on the pool (Beyer et al., "Knowledge distillation: a good teacher is patient and
+    consistent", CVPR 2022). The labels torchvision mixes are unused: the teacher labels the result.
+    """
+    if mix == "none":
+        return None
+    if alpha <= 0:
+        raise ValueError(f"distill.pool_mix_alpha must be > 0, got {alpha}")
+    from torchvision.transforms import v2
+
+    mixers = {"mixup": v2.MixUp, "cutmix": v2.CutMix}
+    if mix not in mixers:
+        raise ValueError(f"distill.pool_mix must be none, mixup or cutmix, got {mix!r}")
+    mixer = mixers[mix](alpha=float(alpha), num_classes=2)
+
+    def mixed(images: torch.Tensor) -> torch.Tensor:
+        unused_labels = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
+        return mixer(images, unused_labels)[0]
+    return mixed
+
+
 class Normalizer(nn.Module):
     """Between [0, 1] pixels and the teacher's normalized inputs."""
 
@@ -82,25 +108,28 @@ class Synthesizer(nn.Module):
         #: the pool student batches are drawn from, or None for a fresh batch at every student step
         self.pool: ImagePool | None = None
         self.view_crop, self.view_flip = 1.0, True
+        self.view_mix = None
 
     def attach_pool(self, capacity: int) -> None:
         """Keep the last ``capacity`` synthesized images; student batches are drawn from them."""
         self.pool = ImagePool(capacity)
 
-    def configure_views(self, crop: float, flip: bool) -> None:
-        """Pool draws are cropped to a random square of area fraction in [crop, 1], and mirrored if ``flip``."""
+    def configure_views(self, crop: float, flip: bool, mix: str = "none", mix_alpha: float = 1.0) -> None:
+        """Pool draws are cropped to a random square of area fraction in [crop, 1], mirrored if
+        ``flip``, then mixed in pairs if ``mix`` is ``mixup`` or ``cutmix``."""
         if not 0.0 < crop <= 1.0:
             raise ValueError(f"distill.pool_crop must be in (0, 1], got {crop}")
         self.view_crop, self.view_flip = float(crop), self.view_flip and bool(flip)
+        self.view_mix = batch_mixer(mix, mix_alpha)
 
     def views(self, images: torch.Tensor) -> torch.Tensor:
-        """Random crop (resized back) and mirror of each normalized image: a pooled image looks new."""
+        """Random crop (resized back), mirror and mix of each normalized image: a pooled image looks new."""
         if self.view_crop < 1.0:
-            return random_crop_view(images, scale=(self.view_crop, 1.0), flip=self.view_flip)
-        if not self.view_flip:
-            return images
-        mirrored = torch.rand(images.shape[0], device=images.device) < 0.5
-        return torch.where(mirrored[:, None, None, None], images.flip(3), images)
+            images = random_crop_view(images, scale=(self.view_crop, 1.0), flip=self.view_flip)
+        elif self.view_flip:
+            mirrored = torch.rand(images.shape[0], device=images.device) < 0.5
+            images = torch.where(mirrored[:, None, None, None], images.flip(3), images)
+        return images if self.view_mix is None else self.view_mix(images)
 
     def draw_from_pool(self, n: int) -> torch.Tensor:
         return self.views(self.normalizer(self.pool.sample(n)))
