@@ -28,7 +28,7 @@ The three rounds, as they were run for issue 12 (2026-11-26, one H200, 8-14 runs
 committed config now equals plus ``B``). Rows run on a GPU (``--accelerator cuda``) and are
 noisy: one seed of one run moves by ±3 points of val top-1, so only differences well beyond that
 were taken as real. Written to ``benchmarks/results/data_free_sweep.json`` (the committed copy,
-``data_free_sweep.result.json``, holds the three rounds as run), and printed as a table.
+``data_free_sweep.result.json``, holds the rounds as run), and printed as a table.
 
     .venv/bin/python benchmarks/data_free_sweep.py --teacher RUN --round 1 --accelerator cuda --parallel 8
 """
