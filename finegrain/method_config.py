@@ -94,6 +94,9 @@ class GeneratorConfig:
                                       "scale and shift (batchnorm_affine), or per image over (C, H, W) (imagenorm: every image "
                                       "gets contrast, not just the batch) (finegrain's practical setting; paper: none)",
                               choices=OUTPUT_NORMS)
+    grayscale: bool = option(False, "emit one grey channel, repeated into the three the teacher reads: for teachers "
+                                    "trained on grey images such as MNIST (DAFL's and DFAD's MNIST generators emit one "
+                                    "channel; default and paper: colour)")
     lr: float = option(1e-3, "generator Adam learning rate (paper: 1e-3)")
     betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
     weight_decay: float = option(0.0, "generator weight decay")

@@ -88,3 +88,23 @@ def test_quick_defaults_and_overrides(bench):
     assert (args.minutes, args.seeds) == (6.0, 3)
     assert bench.method_overrides(args, "dfkd-fgvc", ["dfkd.mhad=false"]) == bench.PAPER + ["dfkd.mhad=false"]
     assert "generator.class_conditional=false" in bench.method_overrides(args, "dfad", [])
+
+
+#: keys of ``oxford17_dfkd_cpu`` that ``--no-practical`` rightly keeps: where the data and model
+#: come from, the equal-wall-clock budget the benchmark sets itself, and CPU sizes
+KEPT_BY_NO_PRACTICAL = {
+    "method.name", "distill.student", "distill.student_pretrained_file", "distill.generator_steps",
+    "distill.student_steps", "distill.iterations_per_epoch", "generator.channels", "optim.name",
+    "optim.momentum", "optim.weight_decay", "schedule.name",
+}
+
+
+def test_no_practical_resets_every_practical_key_of_the_base_config(bench):
+    """A practical key added to the config must be added to PAPER (or, knowingly, to the list above)."""
+    import yaml
+
+    config = yaml.safe_load(bench.DISTILL_CONFIG.read_text())
+    keys = {f"{section}.{key}" for section, values in config.items() if section not in ("data", "train")
+            for key in values}
+    reset = {override.split("=", 1)[0] for override in bench.PAPER}
+    assert keys - KEPT_BY_NO_PRACTICAL - reset == set()

@@ -9,9 +9,11 @@ from safetensors.torch import load_file
 from torch import nn
 
 from finegrain import methods  # noqa: F401  (registry first: methods and datafree import each other)
+from finegrain.config import load_config
 from finegrain.datafree.distiller import DataFreeDistiller
 from finegrain.datafree.health import SynthesisHealth
 from finegrain.datafree.pool import ImagePool
+from finegrain.datafree.synthesizer import build_generator
 from finegrain.engine.loop import fit
 from finegrain.errors import ConfigError
 from finegrain.models.generator import AttentionGenerator
@@ -50,6 +52,28 @@ def test_paper_generator_keeps_the_papers_parameters():
     assert not any(n.startswith("output_norm") for n, _ in practical.named_parameters())
     with pytest.raises(ValueError, match="output_norm"):
         AttentionGenerator(32, 16, [32, 16, 16, 8, 8], output_norm="layer")
+
+
+@pytest.mark.parametrize("output_norm", ["none", "batchnorm", "imagenorm"])
+def test_grayscale_generator_emits_one_grey_channel_in_three(output_norm):
+    torch.manual_seed(0)
+    grey = AttentionGenerator(32, 16, [32, 16, 16, 8, 8], output_norm=output_norm, grayscale=True)
+    images = grey(torch.randn(4, 16))
+    assert images.shape == (4, 3, 32, 32)
+    assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 0], images[:, 2])
+    assert grey.to_rgb.out_channels == 1
+    images.sum().backward()  # the one channel's conv learns from all three copies
+    assert grey.to_rgb.weight.grad.abs().sum() > 0
+    colour = AttentionGenerator(32, 16, [32, 16, 16, 8, 8], output_norm=output_norm)
+    assert not torch.equal(*colour(torch.randn(4, 16))[:, :2].unbind(1))
+
+
+def test_grayscale_key_reaches_the_synthesizer_generator():
+    cfg = load_config(None, ["generator.grayscale=true", "generator.channels=[16,8,8,8,8]", "generator.noise_dim=8",
+                             "data.image_size=32"], strict=False)
+    generator = build_generator(cfg.generator, 32)
+    assert generator.grayscale and generator.to_rgb.out_channels == 1
+    assert not build_generator(load_config(None, []).generator, 32).grayscale  # default: colour, as the paper
 
 
 def test_warmup_runs_synthesizer_steps_before_any_student_step(teacher, tmp_path, monkeypatch):

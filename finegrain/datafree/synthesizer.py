@@ -38,7 +38,7 @@ def build_generator(gen_cfg: GeneratorConfig, image_size: int) -> AttentionGener
     return AttentionGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels,
                               attention_lambda=gen_cfg.attention_lambda, slope=gen_cfg.leaky_slope,
                               sam_ratio=gen_cfg.sam_ratio, softmax_axis=gen_cfg.softmax_axis,
-                              output_norm=gen_cfg.output_norm)
+                              output_norm=gen_cfg.output_norm, grayscale=gen_cfg.grayscale)
 
 
 def plain_generator_synthesizer(cfg, cls=None, **extra) -> "GeneratorSynthesizer":

@@ -33,6 +33,13 @@ flat grey, which is what the Oxford-17 benchmark's DFKD-FGVC grid shows. ``"imag
 normalizes each image by its own mean and std over (C, H, W) (GroupNorm with one group, no
 affine), so every image has contrast and keeps its colour balance across channels. ``"none"`` is the paper's Table 6
 architecture, unchanged.
+
+``grayscale=True`` (off by default, and in the paper) makes the last conv emit one channel and
+repeats it into the three the teacher reads. Why: a teacher trained on grey images (MNIST, as
+DAFL's and DFAD's MNIST generators emit one channel) has never seen colour, so colour is a
+direction the student learns to follow on synthetic images and never meets on real ones. On the
+MNIST benchmark's val, a class-conditional generator with L_BN taught a LeNet-5-half student
+38.4 % in 90 s with grey images against 14.2 % with colour ones (docs/datafree.md).
 """
 
 from __future__ import annotations
@@ -49,14 +56,14 @@ from finegrain.method_config import OUTPUT_NORMS, PAPER_CHANNELS  # noqa: F401  
 SOFTMAX_AXES = ("spatial", "channel")
 
 
-def make_output_norm(name: str) -> nn.Module | None:
+def make_output_norm(name: str, channels: int = 3) -> nn.Module | None:
     """The normalization before the tanh (one of ``OUTPUT_NORMS``); ``None`` for the paper's ``"none"``."""
     if name == "batchnorm":
-        return nn.BatchNorm2d(3, affine=False)
+        return nn.BatchNorm2d(channels, affine=False)
     if name == "batchnorm_affine":
-        return nn.BatchNorm2d(3, affine=True)
+        return nn.BatchNorm2d(channels, affine=True)
     if name == "imagenorm":
-        return nn.GroupNorm(1, 3, affine=False)
+        return nn.GroupNorm(1, channels, affine=False)
     return None
 
 
@@ -128,7 +135,7 @@ class AttentionGenerator(nn.Module):
 
     def __init__(self, image_size: int, noise_dim: int = 256, channels=PAPER_CHANNELS, *,
                  attention_lambda: float = 0.05, slope: float = 0.2, sam_ratio: int = 4,
-                 softmax_axis: str = "spatial", output_norm: str = "none"):
+                 softmax_axis: str = "spatial", output_norm: str = "none", grayscale: bool = False):
         super().__init__()
         if output_norm not in OUTPUT_NORMS:
             raise ValueError(f"generator output_norm must be one of {OUTPUT_NORMS}, got {output_norm!r}")
@@ -144,9 +151,11 @@ class AttentionGenerator(nn.Module):
             UpBlock(cin, cout, slope=slope, ratio=sam_ratio, softmax_axis=softmax_axis,
                     attention=self.attention_lambda != 0)
             for cin, cout in zip(channels[:-1], channels[1:]))
-        self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
+        self.grayscale = bool(grayscale)
+        image_channels = 1 if self.grayscale else 3
+        self.to_rgb = nn.Conv2d(channels[-1], image_channels, 3, padding=1)
         # Registered only when used, so paper-mode state dicts keep exactly the paper's keys.
-        self.output_norm = make_output_norm(output_norm)
+        self.output_norm = make_output_norm(output_norm, image_channels)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.fc(z).view(z.shape[0], -1, self.init_size, self.init_size)
@@ -157,6 +166,8 @@ class AttentionGenerator(nn.Module):
         if self.output_norm is not None:
             x = self.output_norm(x)
         x = torch.tanh(x)
+        if self.grayscale:
+            x = x.repeat(1, 3, 1, 1)  # a copy, not a view: later in-place ops stay legal
         extra = x.shape[-1] - self.image_size
         if extra:
             start = extra // 2
