@@ -21,8 +21,11 @@ from finegrain.config import option, register_section
 
 #: generator widths: the FC map, then the 4 up-blocks (DFKD-FGVC's paper)
 PAPER_CHANNELS = (512, 256, 128, 64, 64)
-#: what may sit before the generator's output tanh (:func:`finegrain.models.generator.make_output_norm`)
-OUTPUT_NORMS = ("none", "batchnorm", "batchnorm_affine", "imagenorm")
+#: :mod:`finegrain.models.generator` (attention) and :mod:`finegrain.models.upsample_generator` (upsample)
+GENERATOR_ARCHITECTURES = ("attention", "upsample")
+#: what may sit before the generator's output tanh (:func:`finegrain.models.generator.make_output_norm`), or
+#: after it ("standardize")
+OUTPUT_NORMS = ("none", "batchnorm", "batchnorm_affine", "imagenorm", "standardize")
 #: CSDNet's self-distillation: which view teaches which (:mod:`finegrain.losses.self_distillation`)
 SSDT_DIRECTIONS = ("raw_to_aug", "aug_to_raw")
 #: CSDNet's queue contrastive loss per anchor (:class:`finegrain.losses.queue_contrastive.QueueContrastiveLoss`)
@@ -80,7 +83,14 @@ class DistillConfig:
 @dataclasses.dataclass
 class GeneratorConfig:
     noise_dim: int = option(256, "length of the noise vector z ~ N(0, I) (paper: 256)")
-    channels: list = option(list(PAPER_CHANNELS), "widths: FC map, then the 4 up-blocks (paper: 512,256,128,64,64)")
+    architecture: str = option("attention", "attention: DFKD-FGVC's DCGAN with spatial attention (paper Table 6); "
+                                            "upsample: DAFL's and DFAD's upsample-conv-BN generator (the baselines' "
+                                            "published one; uses channels[0:2]; SAM in its 2 blocks when "
+                                            "attention_lambda != 0; finegrain's practical setting for small grey "
+                                            "teachers)",
+                               choices=GENERATOR_ARCHITECTURES)
+    channels: list = option(list(PAPER_CHANNELS), "widths: FC map, then the 4 up-blocks (paper: 512,256,128,64,64); "
+                                                  "the upsample architecture uses the first two")
     attention_lambda: float = option(0.05, "λ of F + λ·softmax(A)⊙F in every block's SAM; 0 = plain DCGAN (paper: 0.05)")
     sam_ratio: int = option(4, "SAM channel reduction r (spec: 4)")
     softmax_axis: str = option("spatial", "SAM softmax over each channel's positions ×H·W, or over channels (spec: spatial)",
@@ -89,10 +99,13 @@ class GeneratorConfig:
     class_conditional: bool = option(False, "add a learnable per-class vector to z and keep each batch's target classes "
                                             "for a target cross-entropy term (finegrain's practical setting, the CMI/"
                                             "Fast-DFKD habit of targeted synthesis; paper: an unconditional generator)")
-    output_norm: str = option("none", "BatchNorm before the output tanh so a fresh generator already has photo-like "
-                                      "contrast: affine-free (batchnorm, as DAFL/DFAD) or with a learnt per-channel "
+    output_norm: str = option("none", "a normalization so a fresh generator already has photo-like contrast: before "
+                                      "the output tanh, affine-free BatchNorm (batchnorm) or with a learnt per-channel "
                                       "scale and shift (batchnorm_affine), or per image over (C, H, W) (imagenorm: every image "
-                                      "gets contrast, not just the batch) (finegrain's practical setting; paper: none)",
+                                      "gets contrast, not just the batch); after it, affine-free BatchNorm in the teacher's "
+                                      "normalized space (standardize, DAFL's and DFAD's generators: each channel's batch "
+                                      "mean and std are the real data's, e.g. MNIST's dark background) (finegrain's "
+                                      "practical setting; paper: none)",
                               choices=OUTPUT_NORMS)
     grayscale: bool = option(False, "emit one grey channel, repeated into the three the teacher reads: for teachers "
                                     "trained on grey images such as MNIST (DAFL's and DFAD's MNIST generators emit one "
@@ -174,6 +187,10 @@ class CSDNetConfig:
 @dataclasses.dataclass
 class DFKDConfig:
     alpha: float = option(0.3, "α: weight of L_BN in the generator objective α·L_BN − L_KD (paper: 0.3)")
+    adversarial: float = option(1.0, "weight of −L_KD in the generator objective α·L_BN − w·L_KD: how hard the "
+                                     "generator seeks images the student gets wrong (paper: 1, implicit). The "
+                                     "KL is unbounded, so the term can drive images away from anything digit- "
+                                     "or photo-like")
     beta: float = option(10.0, "β: weight of L_MHAD in the student objective (paper: 10)")
     gamma: float = option(8.0, "γ: weight of L_SFCL in the student objective (paper: 8)")
     mhad: bool = option(True, "use mixed high-order attention distillation (ablation switch)")
@@ -225,6 +242,9 @@ class DeepInversionConfig:
                                      "a batch over several iterations, so student steps interleave with it")
     jitter: int = option(2, "random shift of the pixels at each step, in pixels")
     flip: bool = option(True, "random horizontal flips while optimizing and when sampling the pool")
+    grayscale: bool = option(False, "optimize one grey channel, shown to the teacher as three equal ones: for "
+                                    "teachers trained on grey images such as MNIST (as generator.grayscale; "
+                                    "default and paper: colour)")
 
 
 DAFLConfig = register_section("dafl")(weights_config("DAFLConfig", onehot=1.0, activation=0.1, balance=5.0))

@@ -25,7 +25,21 @@ def test_every_variant_names_only_real_config_keys(bench):
         for method, overrides in table.items():
             cfg = load_config(None, [f"method.name={method}", *bench.COMMON, *overrides])  # strict: a typo raises
             assert cfg.generator.grayscale, f"{variant}/{method}: the MNIST generator emits one grey channel"
+            assert cfg.deepinversion.grayscale, f"{variant}/{method}: and DeepInversion optimizes grey pixels"
             assert cfg.optim.name == "sgd" and cfg.optim.lr == pytest.approx(0.1)
+
+
+def test_baselines_use_their_published_generator_and_dfkd_fgvc_its_papers(bench):
+    def generator(variant, method):
+        return load_config(None, [f"method.name={method}", *bench.COMMON, *bench.VARIANTS[variant][method]]).generator
+    for variant in ("paper", "practical"):
+        for method in ("dafl", "dfad"):  # DAFL's and DFAD's upsample generator, standardized output
+            cfg = generator(variant, method)
+            assert (cfg.architecture, cfg.output_norm) == ("upsample", "standardize"), f"{variant}/{method}"
+    paper = generator("paper", "dfkd-fgvc")  # the paper's attention generator, no output norm
+    assert (paper.architecture, paper.output_norm, paper.attention_lambda) == ("attention", "none", 0.05)
+    practical = generator("practical", "dfkd-fgvc")  # practical: upsample blocks, spatial attention kept
+    assert practical.architecture == "upsample" and practical.attention_lambda == 0.05
 
 
 def test_practical_variant_adds_the_practical_keys_to_the_papers(bench):

@@ -215,3 +215,23 @@ def test_real_data_kd_uses_the_teachers_preprocessing(teacher, tmp_path):
     summary = fit(cfg)
     assert cfg.data.image_size == 32 and summary["architecture"] == "test_efficientnet"
     assert "train/kd_mean" in summary["history"][0] and "train/ce_mean" in summary["history"][0]
+
+
+@pytest.mark.parametrize("adversarial", [1.0, 0.25, 0.0])
+def test_adversarial_weight_scales_the_generators_kd_term(teacher, tmp_path, adversarial):
+    """Eq. 10 with ``dfkd.adversarial`` = w: the loss is α·L_BN − w·L_KD (w = 1 is the paper's);
+    at w = 0 the student no longer shapes the generator's gradient."""
+    method, phases = build_method(distill_config(teacher, tmp_path, **{"dfkd.adversarial": adversarial}))
+    method.train()
+    torch.manual_seed(0)
+    out = method("generator", None)
+    alpha = method.cfg.dfkd.alpha
+    assert torch.allclose(out["loss"], alpha * out["bn"] - adversarial * out["kd"], atol=1e-5)
+    with torch.no_grad():
+        for p in method.student.parameters():
+            p.add_(torch.randn_like(p))
+    torch.manual_seed(0)
+    again = method("generator", None)  # same noise, another student
+    # (spectral norm's power iteration moves the generator's weights a hair at every forward)
+    assert torch.allclose(again["bn"], out["bn"], rtol=1e-4) and not torch.allclose(again["kd"], out["kd"], rtol=1e-2)
+    assert torch.allclose(again["loss"], out["loss"], rtol=1e-4) == (adversarial == 0)

@@ -8,7 +8,8 @@ unless it says otherwise. A subclass overrides only what its paper changes.
 
 The generator is the plain DCGAN of the ``generator`` section (its spatial attention off, as for
 DFAD): the attention generator is DFKD-FGVC's own contribution, and the baselines of its Table 1
-ran without it.
+ran without it. ``generator.architecture=upsample`` gives them DAFL's and DFAD's own published
+generator instead (:mod:`finegrain.models.upsample_generator`; the MNIST benchmark's choice).
 """
 
 from __future__ import annotations

@@ -20,11 +20,14 @@ from finegrain.datafree.synthesizer import Objective, Synthesizer
 
 class PixelSynthesizer(Synthesizer):
     def __init__(self, image_size: int, num_classes: int, mean, std, batch_size: int, *, steps_per_batch: int,
-                 lr: float = 0.1, betas=(0.5, 0.99), pool_capacity: int = 2048, jitter: int = 2, flip: bool = True):
+                 lr: float = 0.1, betas=(0.5, 0.99), pool_capacity: int = 2048, jitter: int = 2, flip: bool = True,
+                 grayscale: bool = False):
         super().__init__(mean, std, batch_size)
         self.num_classes, self.steps_per_batch = num_classes, steps_per_batch
         self.lr, self.betas, self.jitter, self.flip = lr, tuple(betas), jitter, flip
-        self.pixels = nn.Parameter(torch.randn(batch_size, 3, image_size, image_size))
+        #: one grey channel, shown to the teacher as three equal ones (a grey teacher never saw colour)
+        self.grayscale = bool(grayscale)
+        self.pixels = nn.Parameter(torch.randn(batch_size, 1 if self.grayscale else 3, image_size, image_size))
         self.register_buffer("targets", torch.zeros(batch_size, dtype=torch.long))
         self.register_buffer("progress", torch.zeros((), dtype=torch.long))
         self.pool = ImagePool(pool_capacity)
@@ -53,18 +56,28 @@ class PixelSynthesizer(Synthesizer):
             images = images.flip(3)
         return images
 
+    def images(self) -> torch.Tensor:
+        """The batch as the teacher reads it: the pixels, or the grey channel in every channel's
+        normalization (grey pixels live in the first channel's normalized space)."""
+        if not self.grayscale:
+            return self.pixels
+        mean, std = self.normalizer.mean, self.normalizer.std
+        return self.normalizer(self.pixels * std[:, :1] + mean[:, :1])
+
     def synthesize(self, objective: Objective) -> dict:
         if int(self.progress) == 0:
             self._start_batch()
-        return objective(self._augment(self.pixels))
+        return objective(self._augment(self.images()))
 
     @torch.no_grad()
     def after_step(self) -> None:
         low, high = self.normalizer.bounds()
+        if self.grayscale:
+            low, high = low[:, :1], high[:, :1]
         self.pixels.clamp_(min=low, max=high)
         self.progress += 1
         if int(self.progress) >= self.steps_per_batch:
-            self.pool.add(self.normalizer.to_unit(self.pixels))
+            self.pool.add(self.normalizer.to_unit(self.images()))
             self.images_made += self.pixels.shape[0]
             self.progress.zero_()
 

@@ -30,11 +30,18 @@ from finegrain.data.views import random_crop_view
 from finegrain.engine.optim import build_scheduler
 from finegrain.method_config import GeneratorConfig
 from finegrain.models.generator import AttentionGenerator
+from finegrain.models.upsample_generator import UpsampleGenerator
 
 Objective = Callable[[torch.Tensor], dict]
 
 
-def build_generator(gen_cfg: GeneratorConfig, image_size: int) -> AttentionGenerator:
+def build_generator(gen_cfg: GeneratorConfig, image_size: int) -> nn.Module:
+    """The ``generator`` section's network: the attention generator, or DAFL/DFAD's upsample one."""
+    if gen_cfg.architecture == "upsample":
+        return UpsampleGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels, slope=gen_cfg.leaky_slope,
+                                 output_norm=gen_cfg.output_norm, grayscale=gen_cfg.grayscale,
+                                 attention_lambda=gen_cfg.attention_lambda, sam_ratio=gen_cfg.sam_ratio,
+                                 softmax_axis=gen_cfg.softmax_axis)
     return AttentionGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels,
                               attention_lambda=gen_cfg.attention_lambda, slope=gen_cfg.leaky_slope,
                               sam_ratio=gen_cfg.sam_ratio, softmax_axis=gen_cfg.softmax_axis,
@@ -208,7 +215,10 @@ class GeneratorSynthesizer(Synthesizer):
     def generate(self, z: torch.Tensor, generator: nn.Module | None = None) -> torch.Tensor:
         """Normalized images of ``generator`` (default: the one being trained) for noise ``z``."""
         net = self.generator if generator is None else generator
-        return self.normalizer((net(z) + 1) / 2)
+        images = net(z)
+        if getattr(net, "emits_normalized", False):  # output_norm="standardize": already the teacher's space
+            return images
+        return self.normalizer((images + 1) / 2)
 
     def synthesize(self, objective: Objective) -> dict:
         images = self.generate(self.noise(self.batch_size))

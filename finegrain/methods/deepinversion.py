@@ -47,7 +47,7 @@ class DeepInversion(DataFreeDistiller):
         return PixelSynthesizer(d.image_size, self.num_classes, d.mean, d.std, self.batch_size,
                                 steps_per_batch=di.steps_per_batch or self.cfg.distill.generator_steps,
                                 lr=di.lr, betas=di.betas,
-                                pool_capacity=di.pool_size, jitter=di.jitter, flip=di.flip)
+                                pool_capacity=di.pool_size, jitter=di.jitter, flip=di.flip, grayscale=di.grayscale)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:
         di = self.cfg.deepinversion

@@ -8,7 +8,8 @@ A student learns a trained fine-grained teacher without any real training image.
 (a) **Attention generator** — a DCGAN with a spatial attention module in every block
     (:class:`finegrain.models.generator.AttentionGenerator`, λ = ``generator.attention_lambda``).
 
-(b) **Generator objective** (Eq. 10): ``min_G α·L_BN − L_KD``, α = 0.3. ``L_BN`` matches the
+(b) **Generator objective** (Eq. 10): ``min_G α·L_BN − L_KD``, α = 0.3 (``dfkd.adversarial`` weighs
+    ``L_KD``; 1 is the paper's). ``L_BN`` matches the
     synthetic batch's statistics to every teacher BatchNorm layer's running statistics;
     ``−L_KD`` makes the generator seek images on which the student still disagrees with the
     teacher. No one-hot, entropy or activation prior. Adam, lr 1e-3, betas (0.5, 0.999).
@@ -73,7 +74,7 @@ class DFKDFGVC(DataFreeDistiller):
         bn = self.bn_loss(stats)
         kd = self.kd_loss(self.student(images), teacher_logits)
         dfkd = self.cfg.dfkd
-        loss = dfkd.alpha * bn - kd
+        loss = dfkd.alpha * bn - dfkd.adversarial * kd
         logs = {"bn": bn.detach(), "kd": kd.detach()}
         if dfkd.target_ce:  # practical priors (finegrain): off in the paper's objective
             target_ce = F.cross_entropy(teacher_logits, self.synthesizer.targets)

@@ -31,8 +31,15 @@ affine-free norm pins every channel's mean at mid-grey). A batch norm guarantees
 batch, not to each image: a few high-contrast images can take all the variance and leave the rest
 flat grey, which is what the Oxford-17 benchmark's DFKD-FGVC grid shows. ``"imagenorm"``
 normalizes each image by its own mean and std over (C, H, W) (GroupNorm with one group, no
-affine), so every image has contrast and keeps its colour balance across channels. ``"none"`` is the paper's Table 6
-architecture, unchanged.
+affine), so every image has contrast and keeps its colour balance across channels.
+``"standardize"`` is DAFL's and DFAD's own placement: an affine-free BatchNorm *after* the tanh,
+so the generator emits images already standardized the way the teacher's inputs are (every
+channel's batch mean 0 and std 1 in the teacher's normalized space: the real data's pixel mean
+and std, whatever they are); the synthesizer then skips its [0, 1] → normalized mapping
+(``emits_normalized``). Why it matters on MNIST: the norms before the tanh pin each channel's
+mean at mid-grey (pixel mean 0.50, 8 % of pixels dark), while real digits are 87 % black (pixel
+mean 0.10), a brightness the teacher never saw. ``"none"`` is the paper's Table 6 architecture,
+unchanged.
 
 ``grayscale=True`` (off by default, and in the paper) makes the last conv emit one channel and
 repeats it into the three the teacher reads. Why: a teacher trained on grey images (MNIST, as
@@ -57,14 +64,32 @@ SOFTMAX_AXES = ("spatial", "channel")
 
 
 def make_output_norm(name: str, channels: int = 3) -> nn.Module | None:
-    """The normalization before the tanh (one of ``OUTPUT_NORMS``); ``None`` for the paper's ``"none"``."""
-    if name == "batchnorm":
+    """The normalization of the output (one of ``OUTPUT_NORMS``); ``None`` for the paper's ``"none"``."""
+    if name in ("batchnorm", "standardize"):
         return nn.BatchNorm2d(channels, affine=False)
     if name == "batchnorm_affine":
         return nn.BatchNorm2d(channels, affine=True)
     if name == "imagenorm":
         return nn.GroupNorm(1, channels, affine=False)
     return None
+
+
+def finish_image(x: torch.Tensor, output_norm: nn.Module | None, *, standardized: bool, grayscale: bool,
+                 image_size: int) -> torch.Tensor:
+    """Both generators' last steps after the image conv: ``output_norm`` before the tanh (after it
+    when ``standardized``), one grey channel copied into three, a centre crop to ``image_size``."""
+    if output_norm is not None and not standardized:
+        x = output_norm(x)
+    x = torch.tanh(x)
+    if standardized:
+        x = output_norm(x)
+    if grayscale:
+        x = x.repeat(1, 3, 1, 1)  # a copy, not a view: later in-place ops stay legal
+    extra = x.shape[-1] - image_size
+    if extra:
+        start = extra // 2
+        x = x[..., start:start + image_size, start:start + image_size]
+    return x
 
 
 def conv_bn_relu(cin: int, cout: int, transposed: bool = False) -> nn.Sequential:
@@ -131,7 +156,8 @@ class UpBlock(nn.Module):
 
 
 class AttentionGenerator(nn.Module):
-    """``G(z) ∈ [-1, 1]^{3×s×s}``; ``attention_lambda`` is λ of ``F + λ·softmax(A)⊙F``."""
+    """``G(z) ∈ [-1, 1]^{3×s×s}`` (standardized instead with ``output_norm="standardize"``);
+    ``attention_lambda`` is λ of ``F + λ·softmax(A)⊙F``."""
 
     def __init__(self, image_size: int, noise_dim: int = 256, channels=PAPER_CHANNELS, *,
                  attention_lambda: float = 0.05, slope: float = 0.2, sam_ratio: int = 4,
@@ -156,20 +182,13 @@ class AttentionGenerator(nn.Module):
         self.to_rgb = nn.Conv2d(channels[-1], image_channels, 3, padding=1)
         # Registered only when used, so paper-mode state dicts keep exactly the paper's keys.
         self.output_norm = make_output_norm(output_norm, image_channels)
+        #: True when ``forward`` returns images in the teacher's normalized space, not in [-1, 1]
+        self.emits_normalized = output_norm == "standardize"
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.fc(z).view(z.shape[0], -1, self.init_size, self.init_size)
         x = self.bn(x)
         for block in self.blocks:
             x = block(x, self.attention_lambda)
-        x = self.to_rgb(x)
-        if self.output_norm is not None:
-            x = self.output_norm(x)
-        x = torch.tanh(x)
-        if self.grayscale:
-            x = x.repeat(1, 3, 1, 1)  # a copy, not a view: later in-place ops stay legal
-        extra = x.shape[-1] - self.image_size
-        if extra:
-            start = extra // 2
-            x = x[..., start:start + self.image_size, start:start + self.image_size]
-        return x
+        return finish_image(self.to_rgb(x), self.output_norm, standardized=self.emits_normalized,
+                            grayscale=self.grayscale, image_size=self.image_size)
