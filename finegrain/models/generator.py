@@ -74,6 +74,14 @@ def make_output_norm(name: str, channels: int = 3) -> nn.Module | None:
     return None
 
 
+def output_layers(width: int, output_norm: str, grayscale: bool) -> tuple[nn.Conv2d, nn.Module | None]:
+    """Both generators' image conv (one grey channel or three colour ones) and its output norm."""
+    if output_norm not in OUTPUT_NORMS:
+        raise ValueError(f"generator output_norm must be one of {OUTPUT_NORMS}, got {output_norm!r}")
+    channels = 1 if grayscale else 3
+    return nn.Conv2d(width, channels, 3, padding=1), make_output_norm(output_norm, channels)
+
+
 def finish_image(x: torch.Tensor, output_norm: nn.Module | None, *, standardized: bool, grayscale: bool,
                  image_size: int) -> torch.Tensor:
     """Both generators' last steps after the image conv: ``output_norm`` before the tanh (after it
@@ -163,8 +171,6 @@ class AttentionGenerator(nn.Module):
                  attention_lambda: float = 0.05, slope: float = 0.2, sam_ratio: int = 4,
                  softmax_axis: str = "spatial", output_norm: str = "none", grayscale: bool = False):
         super().__init__()
-        if output_norm not in OUTPUT_NORMS:
-            raise ValueError(f"generator output_norm must be one of {OUTPUT_NORMS}, got {output_norm!r}")
         channels = list(channels)
         if len(channels) != 5:
             raise ValueError(f"generator channels: 5 widths (FC + 4 blocks), got {channels}")
@@ -178,10 +184,8 @@ class AttentionGenerator(nn.Module):
                     attention=self.attention_lambda != 0)
             for cin, cout in zip(channels[:-1], channels[1:]))
         self.grayscale = bool(grayscale)
-        image_channels = 1 if self.grayscale else 3
-        self.to_rgb = nn.Conv2d(channels[-1], image_channels, 3, padding=1)
-        # Registered only when used, so paper-mode state dicts keep exactly the paper's keys.
-        self.output_norm = make_output_norm(output_norm, image_channels)
+        # The output norm is registered only when used, so paper-mode state dicts keep exactly the paper's keys.
+        self.to_rgb, self.output_norm = output_layers(channels[-1], output_norm, self.grayscale)
         #: True when ``forward`` returns images in the teacher's normalized space, not in [-1, 1]
         self.emits_normalized = output_norm == "standardize"
 

@@ -18,7 +18,7 @@ entries of ``generator.channels``; with ``attention_lambda`` ≠ 0 every block e
 spatial attention module (``F + λ·softmax(A)⊙F``, as in the attention generator), so DFKD-FGVC
 keeps its attention on these blocks (the baselines build it with λ = 0: the published network); for sizes that are not multiples of 4 the map is centre-cropped
 to the size asked for. ``output_norm`` and ``grayscale`` mean what they mean for the attention
-generator (:func:`finegrain.models.generator.make_output_norm`).
+generator (:func:`finegrain.models.generator.output_layers`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ import math
 import torch
 from torch import nn
 
-from finegrain.method_config import OUTPUT_NORMS
-from finegrain.models.generator import SpatialAttention, finish_image, make_output_norm
+from finegrain.models.generator import SpatialAttention, finish_image, output_layers
 
 BLOCK_BN_EPS = 0.8  # DAFL's / DFAD's code
 
@@ -57,8 +56,6 @@ class UpsampleGenerator(nn.Module):
                  output_norm: str = "standardize", grayscale: bool = False, attention_lambda: float = 0.0,
                  sam_ratio: int = 4, softmax_axis: str = "spatial"):
         super().__init__()
-        if output_norm not in OUTPUT_NORMS:
-            raise ValueError(f"generator output_norm must be one of {OUTPUT_NORMS}, got {output_norm!r}")
         channels = list(channels)
         if len(channels) < 2:
             raise ValueError(f"generator channels: the upsample generator needs 2 widths, got {channels}")
@@ -67,13 +64,10 @@ class UpsampleGenerator(nn.Module):
         self.init_size = math.ceil(image_size / 4)
         self.fc = nn.Linear(noise_dim, wide * self.init_size ** 2)
         self.bn = nn.BatchNorm2d(wide)
-        self.attention_lambda = float(attention_lambda)
         block = dict(slope=slope, attention_lambda=attention_lambda, sam_ratio=sam_ratio, softmax_axis=softmax_axis)
         self.blocks = nn.Sequential(UpsampleBlock(wide, wide, **block), UpsampleBlock(wide, narrow, **block))
         self.grayscale = bool(grayscale)
-        image_channels = 1 if self.grayscale else 3
-        self.to_rgb = nn.Conv2d(narrow, image_channels, 3, padding=1)
-        self.output_norm = make_output_norm(output_norm, image_channels)
+        self.to_rgb, self.output_norm = output_layers(narrow, output_norm, self.grayscale)
         #: True when ``forward`` returns images in the teacher's normalized space, not in [-1, 1]
         self.emits_normalized = output_norm == "standardize"
 
