@@ -125,3 +125,10 @@ def test_grey_deepinversion_pixels_reach_the_teacher_as_three_equal_channels(tea
     assert pooled.shape[1] == 3 and torch.allclose(pooled[:, 0], pooled[:, 2], atol=1e-5)
     out = one_step(method, phases["student"])
     assert torch.isfinite(out["loss"])
+
+
+@pytest.mark.parametrize("architecture, channels", [("attention", "[8]"), ("upsample", "[8]")])
+def test_too_few_generator_widths_are_a_config_error_naming_the_key(architecture, channels):
+    cfg = load_config(None, [f"generator.architecture={architecture}", f"generator.channels={channels}"])
+    with pytest.raises(ConfigError, match=r"generator section: generator channels: .*got \[8\]"):
+        build_generator(cfg.generator, 32)

@@ -28,6 +28,7 @@ from finegrain.datafree.frozen import preserved_buffers
 from finegrain.datafree.pool import ImagePool
 from finegrain.data.views import random_crop_view
 from finegrain.engine.optim import build_scheduler
+from finegrain.errors import ConfigError
 from finegrain.method_config import GeneratorConfig
 from finegrain.models.generator import AttentionGenerator
 from finegrain.models.upsample_generator import UpsampleGenerator
@@ -36,7 +37,17 @@ Objective = Callable[[torch.Tensor], dict]
 
 
 def build_generator(gen_cfg: GeneratorConfig, image_size: int) -> nn.Module:
-    """The ``generator`` section's network: the attention generator, or DAFL/DFAD's upsample one."""
+    """The ``generator`` section's network: the attention generator, or DAFL/DFAD's upsample one.
+
+    A section the network cannot be built from (too few ``channels``, say) is a config error, so
+    the command line reports it in one line instead of a traceback."""
+    try:
+        return _generator_for(gen_cfg, image_size)
+    except ValueError as err:
+        raise ConfigError(f"generator section: {err}") from None
+
+
+def _generator_for(gen_cfg: GeneratorConfig, image_size: int) -> nn.Module:
     if gen_cfg.architecture == "upsample":
         return UpsampleGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels, slope=gen_cfg.leaky_slope,
                                  output_norm=gen_cfg.output_norm, grayscale=gen_cfg.grayscale,
