@@ -49,7 +49,20 @@ def test_practical_variant_adds_the_practical_keys_to_the_papers(bench):
             continue
         practical = bench.VARIANTS["practical"][method]
         assert practical[:len(paper)] == paper
-        assert "distill.kl_direction=teacher_student" in practical
+        cfg = load_config(None, [f"method.name={method}", *bench.COMMON, *practical])
+        assert cfg.distill.student_steps == bench.STUDENT_STEPS[method], f"{method}: its val-chosen k wins"
+        if method != "dfad":  # DFAD's student loss is the L1 of its logits: no temperature
+            assert (cfg.distill.temperature, cfg.distill.kl_direction) == (4.0, "teacher_student"), method
+    pooled = {m for m, overrides in bench.VARIANTS["practical"].items()
+              if load_config(None, [f"method.name={m}", *bench.COMMON, *overrides]).distill.pool_size}
+    assert pooled == {"dafl", "dfkd-fgvc"}  # DFAD: fresh batches (a pool let its generator run away)
+
+
+def test_every_method_runs_by_default_and_noise_kd_in_its_one_setting(bench):
+    assert bench.variants_of("dfkd-fgvc", ["practical"]) == ["practical"]
+    assert bench.variants_of("dafl", ["paper", "practical"]) == ["paper", "practical"]
+    assert bench.variants_of("noise-kd", ["practical"]) == ["paper"]
+    assert bench.variants_of("kd", ["practical"]) == ["real data"]
 
 
 def test_split_is_seeded_per_class_and_disjoint(bench):
