@@ -184,6 +184,9 @@ class GeneratorSynthesizer(Synthesizer):
         super().__init__(mean, std, batch_size)
         self.generator = generator
         self.cfg = gen_cfg
+        #: the generator emits images in the teacher's normalized space (``output_norm="standardize"``),
+        #: not in [-1, 1]; copies of it (MAD's EMA generator) emit in the same space
+        self.emits_normalized = bool(getattr(generator, "emits_normalized", False))
         #: target class of each image of the newest batch (class-conditional synthesis), else None
         self.targets: torch.Tensor | None = None
         self.class_embedding = None
@@ -224,12 +227,10 @@ class GeneratorSynthesizer(Synthesizer):
         return z + self.class_embedding(self.targets)
 
     def generate(self, z: torch.Tensor, generator: nn.Module | None = None) -> torch.Tensor:
-        """Normalized images of ``generator`` (default: the one being trained) for noise ``z``."""
-        net = self.generator if generator is None else generator
-        images = net(z)
-        if getattr(net, "emits_normalized", False):  # output_norm="standardize": already the teacher's space
-            return images
-        return self.normalizer((images + 1) / 2)
+        """Normalized images of ``generator`` (default: the one being trained; otherwise a copy of it,
+        such as MAD's EMA generator, whose output is in the same space) for noise ``z``."""
+        images = (self.generator if generator is None else generator)(z)
+        return images if self.emits_normalized else self.normalizer((images + 1) / 2)
 
     def synthesize(self, objective: Objective) -> dict:
         images = self.generate(self.noise(self.batch_size))
