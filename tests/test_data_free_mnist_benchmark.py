@@ -87,3 +87,12 @@ def test_committed_result_has_the_comparable_shape():
         assert 0 <= row["test_top1"] <= 100
     for method in {row["method"] for row in result["runs"]}:
         assert sum(row["chosen"] for row in result["runs"] if row["method"] == method) == 1
+
+
+def test_device_option_reaches_every_run_and_defaults_to_the_cpu(bench, monkeypatch, tmp_path):
+    def accelerator(argv):
+        monkeypatch.setattr("sys.argv", ["data_free_mnist.py", *argv])
+        args = bench.parse_args()
+        return load_config(None, bench.common_overrides(args, tmp_path, tmp_path)).train.accelerator
+    assert accelerator([]) == "cpu"  # the committed figures are 2-core CPU figures
+    assert accelerator(["--device", "cuda"]) == "cuda"
