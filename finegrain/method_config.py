@@ -77,6 +77,11 @@ class DistillConfig:
                                       "updated; paper) or frozen (running statistics used and kept bit for bit: "
                                       "a pretrained student keeps its real-image statistics)",
                              choices=("train", "frozen"))
+    student_ema: float = option(0.0, "evaluate, keep and export an exponential moving average of the student's "
+                                     "weights with this final decay, in [0, 1) (timm's ModelEmaV3; its decay warms up "
+                                     "from 0 as 1 - (1 + step)^(-2/3), so a run of a few hundred student steps still "
+                                     "averages over its last tens, not its start); 0 = the live student (finegrain; "
+                                     "paper: 0)")
 
 
 @register_section("generator")

@@ -322,3 +322,39 @@ def test_channels_last_feeds_both_phases_and_changes_no_loss(teacher, tmp_path):
                                  for name in ("generator", "student")]
     assert layouts == [False, True]
     assert losses[True] == pytest.approx(losses[False], rel=1e-4, abs=1e-5)
+
+
+def test_student_ema_is_what_is_evaluated_and_trails_the_live_student(teacher, tmp_path):
+    method, phases = build_method(distill_config(teacher, tmp_path, **{**PRACTICAL, "distill.student_ema": 0.9}))
+    method.train()
+    assert method.eval_model() is method.student_ema.module and method.eval_model() is not method.student
+    one_step(method, phases["generator"])
+    one_step(method, phases["student"])  # the first update copies the student (the decay warms up from 0)
+    live, ema = method.student.state_dict(), method.eval_model().state_dict()
+    assert all(torch.equal(live[k], ema[k]) for k in live)
+    for _ in range(3):
+        one_step(method, phases["student"])
+    live, ema = method.student.state_dict(), method.eval_model().state_dict()
+    assert int(method.student_ema_updates) == 4
+    assert any(not torch.equal(live[k], ema[k]) for k in live if live[k].is_floating_point())
+    assert not any(p.requires_grad for p in method.eval_model().parameters())
+    plain, _ = build_method(distill_config(teacher, tmp_path, **PRACTICAL))  # the default: the live student
+    assert plain.student_ema is None and plain.eval_model() is plain.student
+
+
+def test_student_ema_is_checkpointed_and_resume_is_exact(teacher, tmp_path):
+    settings = {**PRACTICAL, "distill.student_ema": 0.9, "train.epochs": 2}
+    whole = fit(distill_config(teacher, tmp_path / "a", **settings))
+    paused = fit(distill_config(teacher, tmp_path / "b", **settings, **{"train.stop_after_steps": 3}))
+    saved = [load_file(p.as_posix())["student_ema_updates"].item()
+             for p in Path(paused["run_dir"], "checkpoints").glob("*.safetensors")]
+    assert 3 * 2 in saved  # the pause's checkpoint: 3 iterations of k = 2 student steps
+    resumed = fit(distill_config(teacher, tmp_path / "b", **settings), resume="auto")
+    a = load_file(str(Path(whole["run_dir"]) / "model.safetensors"))  # the exported model: the average
+    b = load_file(str(Path(resumed["run_dir"]) / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_student_ema_decay_out_of_range_names_the_key(teacher, tmp_path):
+    with pytest.raises(ConfigError, match="distill.student_ema"):
+        build_method(distill_config(teacher, tmp_path, **{**PRACTICAL, "distill.student_ema": 1.0}))

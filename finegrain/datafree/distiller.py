@@ -56,6 +56,7 @@ class DataFreeDistiller(Method):
             torch.set_flush_denormal(True)  # process-wide; changes only values below 1e-38
         self.teacher = load_matching_teacher(cfg, class_names)
         self.student = build_student(cfg, self.num_classes)
+        self.student_ema = self._build_student_ema(cfg.distill.student_ema)
         self.batch_size = cfg.data.batch_size
         self.kd_loss = KLDivergence(cfg.distill.temperature, cfg.distill.kl_direction)
         self.synthesizer = self.build_synthesizer()
@@ -98,6 +99,26 @@ class DataFreeDistiller(Method):
             self.synthesizer.configure_views(d.pool_crop, d.pool_flip, d.pool_mix, d.pool_mix_alpha)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+
+    def _build_student_ema(self, decay: float):
+        """``distill.student_ema``: a slowly moving copy of the student, the one evaluated and exported.
+
+        Why: a data-free student chases a synthesizer that keeps moving, and its val accuracy swings
+        by points from epoch to epoch; an average of its recent weights is steadier. The update count
+        is a buffer, so a resumed run continues the same decay schedule (checkpoint and resume are exact)."""
+        if not decay:
+            return None
+        if not 0.0 < decay < 1.0:
+            raise ConfigError(f"distill.student_ema must be in [0, 1), got {decay}")
+        from timm.utils import ModelEmaV3
+
+        self.register_buffer("student_ema_updates", torch.zeros((), dtype=torch.long))
+        ema = ModelEmaV3(self.student, decay=decay, use_warmup=True)
+        ema.module.requires_grad_(False)  # no optimizer owns it, and DDP must not wait for its gradients
+        return ema
+
+    def eval_model(self) -> nn.Module:
+        return self.student if self.student_ema is None else self.student_ema.module
 
     @classmethod
     def prepare_config(cls, cfg) -> None:
@@ -151,3 +172,6 @@ class DataFreeDistiller(Method):
     def on_optimizer_step(self, phase: str) -> None:
         if phase == "generator":
             self.synthesizer.after_step()
+        elif phase == "student" and self.student_ema is not None:
+            self.student_ema_updates += 1
+            self.student_ema.update(self.student, step=int(self.student_ema_updates))
