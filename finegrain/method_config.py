@@ -62,6 +62,13 @@ class DistillConfig:
     # finegrain's practical settings (not the paper's; the paper's behaviour is each default)
     warmup_steps: int = option(0, "synthesizer-only steps before the first student step, so the student never "
                                   "learns from a fresh generator's images (finegrain; paper: 0)")
+    warmup_critic: bool = option(True, "during the warm-up steps, keep the terms that ask the student as critic "
+                                       "(DFKD-FGVC's and DFQ's -L_KD, CMI's adversary, DeepInversion's competition); "
+                                       "false drops them until the first student step: a student that has learnt "
+                                       "nothing disagrees with the teacher at random, and its forward and backward are "
+                                       "about a third of a synthesis step; methods whose synthesizer has no other "
+                                       "objective (DFAD, ZSKT, MAD) keep it (finegrain; true = warm-up as the other "
+                                       "synthesizer steps)")
     pool_size: int = option(0, "keep the last N synthesized images (FIFO) and draw student batches from them, "
                                "so each image teaches several times (finegrain; paper: 0 = a fresh batch per "
                                "student step; DeepInversion and CMI keep their own pools)")

@@ -358,3 +358,49 @@ def test_student_ema_is_checkpointed_and_resume_is_exact(teacher, tmp_path):
 def test_student_ema_decay_out_of_range_names_the_key(teacher, tmp_path):
     with pytest.raises(ConfigError, match="distill.student_ema"):
         build_method(distill_config(teacher, tmp_path, **{**PRACTICAL, "distill.student_ema": 1.0}))
+
+
+def student_forwards(method) -> list:
+    calls = []
+    method.student.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+DI_ONE_STEP = {"deepinversion.steps_per_batch": 1, "distill.generator_steps": 1}  # a batch done in one step
+
+
+@pytest.mark.parametrize("name, critic_key, extra", [("dfkd-fgvc", "kd", {}), ("dfq", "adversarial", {}),
+                                                     ("deepinversion", "js", DI_ONE_STEP)])
+def test_warmup_without_critic_leaves_the_student_out_until_its_first_step(teacher, tmp_path, name, critic_key, extra):
+    method, phases = build_method(distill_config(teacher, tmp_path, name, **{**extra, "distill.warmup_critic": False}))
+    method.train()
+    calls = student_forwards(method)
+    out = one_step(method, phases["generator"])
+    assert critic_key not in out and not calls  # the warm-up: no student forward at all
+    one_step(method, phases["student"])
+    calls.clear()
+    out = one_step(method, phases["generator"])
+    assert critic_key in out and calls  # after the student's first step the critic is back
+    default, phases = build_method(distill_config(teacher, tmp_path, name, **extra))  # default: the critic from the start
+    default.train()
+    assert critic_key in one_step(default, phases["generator"])
+
+
+def test_warmup_without_critic_keeps_it_where_it_is_the_whole_objective(teacher, tmp_path):
+    method, phases = build_method(distill_config(teacher, tmp_path, "zskt", **{"distill.warmup_critic": False}))
+    method.train()
+    assert "adversarial" in one_step(method, phases["generator"])
+
+
+def test_warmup_without_critic_is_checkpointed_and_resume_is_exact(teacher, tmp_path):
+    settings = {**PRACTICAL, "distill.warmup_critic": False, "distill.warmup_steps": 2, "train.epochs": 2}
+    whole = fit(distill_config(teacher, tmp_path / "a", **settings))
+    paused = fit(distill_config(teacher, tmp_path / "b", **settings, **{"train.stop_after_steps": 3}))
+    saved = [load_file(p.as_posix())["student_has_stepped"].item()
+             for p in Path(paused["run_dir"], "checkpoints").glob("*.safetensors")]
+    assert saved and all(saved)
+    # a resumed run that forgot the student had stepped would synthesize without the critic again
+    resumed = fit(distill_config(teacher, tmp_path / "b", **settings), resume="auto")
+    a = load_file(str(Path(whole["run_dir"]) / "model.safetensors"))
+    b = load_file(str(Path(resumed["run_dir"]) / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

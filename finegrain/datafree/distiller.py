@@ -57,6 +57,10 @@ class DataFreeDistiller(Method):
         self.teacher = load_matching_teacher(cfg, class_names)
         self.student = build_student(cfg, self.num_classes)
         self.student_ema = self._build_student_ema(cfg.distill.student_ema)
+        self._critic_ready = cfg.distill.warmup_critic
+        if not self._critic_ready:
+            # Set by the first student step; a buffer, so a resumed run knows its warm-up is over.
+            self.register_buffer("student_has_stepped", torch.zeros((), dtype=torch.bool))
         self.batch_size = cfg.data.batch_size
         self.kd_loss = KLDivergence(cfg.distill.temperature, cfg.distill.kl_direction)
         self.synthesizer = self.build_synthesizer()
@@ -117,6 +121,17 @@ class DataFreeDistiller(Method):
         ema.module.requires_grad_(False)  # no optimizer owns it, and DDP must not wait for its gradients
         return ema
 
+    @property
+    def critic_ready(self) -> bool:
+        """Whether synthesis objectives ask the student as critic now (``distill.warmup_critic``).
+
+        Why: the critic's terms seek images on which the student disagrees with the teacher; before
+        its first step the student has learnt nothing, so during the warm-up that disagreement is
+        noise, and skipping the student's forward and backward makes each warm-up step cheaper."""
+        if not self._critic_ready:
+            self._critic_ready = bool(self.student_has_stepped)
+        return self._critic_ready
+
     def eval_model(self) -> nn.Module:
         return self.student if self.student_ema is None else self.student_ema.module
 
@@ -172,6 +187,10 @@ class DataFreeDistiller(Method):
     def on_optimizer_step(self, phase: str) -> None:
         if phase == "generator":
             self.synthesizer.after_step()
-        elif phase == "student" and self.student_ema is not None:
-            self.student_ema_updates += 1
-            self.student_ema.update(self.student, step=int(self.student_ema_updates))
+        elif phase == "student":
+            if not self._critic_ready:
+                self.student_has_stepped.fill_(True)
+                self._critic_ready = True
+            if self.student_ema is not None:
+                self.student_ema_updates += 1
+                self.student_ema.update(self.student, step=int(self.student_ema_updates))

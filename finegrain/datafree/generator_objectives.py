@@ -55,7 +55,9 @@ class InversionObjective(nn.Module):
         self.bn_loss, self.onehot = BNStatsLoss(), OneHotLoss()
         self.activation, self.balance = ActivationLoss(), ClassBalanceLoss()
 
-    def forward(self, images: torch.Tensor, teacher: nn.Module, student: nn.Module):
+    def forward(self, images: torch.Tensor, teacher: nn.Module, student: nn.Module, critic: bool = True):
+        """``critic=False`` leaves out the adversarial term (and the student's forward) unless it is
+        the objective's only term (ZSKT, MAD): see ``distill.warmup_critic``."""
         w = self.weights
         if self.bn_hooks is not None:
             with self.bn_hooks.collect() as stats:
@@ -63,7 +65,8 @@ class InversionObjective(nn.Module):
         else:
             taps, stats = teacher.forward_taps(images), None
         terms = {}
-        if w.adversarial:
+        others = any((w.bn, w.onehot, w.activation, w.balance))
+        if w.adversarial and (critic or not others):
             terms["adversarial"] = (w.adversarial, -self.kd_loss(student(images), taps.logits))
         if w.bn:
             terms["bn"] = (w.bn, self.bn_loss(stats))

@@ -81,7 +81,7 @@ class CMI(GeneratorBaseline):
                                            head_dim=c.head_dim, bank_size=c.bank_size, pool_size=c.pool_size)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:
-        losses, taps = self.priors(images, self.teacher, self.student)
+        losses, taps = self.priors(images, self.teacher, self.student, critic=self.critic_ready)
         local = self.teacher.forward_taps(random_crop_view(images, scale=(self.cfg.cmi.local_scale, 1.0))).pooled
         head, bank = self.synthesizer.head, self.synthesizer.bank
         anchor, positive = head(local), head(taps.pooled)

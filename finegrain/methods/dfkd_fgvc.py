@@ -72,10 +72,11 @@ class DFKDFGVC(DataFreeDistiller):
         with self.bn_hooks.collect() as stats:
             teacher_logits = self.teacher(images)
         bn = self.bn_loss(stats)
-        kd = self.kd_loss(self.student(images), teacher_logits)
         dfkd = self.cfg.dfkd
-        loss = dfkd.alpha * bn - dfkd.adversarial * kd
-        logs = {"bn": bn.detach(), "kd": kd.detach()}
+        loss, logs = dfkd.alpha * bn, {"bn": bn.detach()}
+        if self.critic_ready:  # (logged at weight 0 too: the student–teacher gap on synthetic images)
+            kd = self.kd_loss(self.student(images), teacher_logits)
+            loss, logs["kd"] = loss - dfkd.adversarial * kd, kd.detach()
         if dfkd.target_ce:  # practical priors (finegrain): off in the paper's objective
             target_ce = F.cross_entropy(teacher_logits, self.synthesizer.targets)
             loss, logs["target_ce"] = loss + dfkd.target_ce * target_ce, target_ce.detach()
