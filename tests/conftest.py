@@ -77,3 +77,26 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def exported_models_equal(run_a: dict, run_b: dict) -> bool:
+    """Whether two ``fit`` summaries exported bit-identical models: the same tensors under the same
+    names (the check of every "pause, resume, and end where the uninterrupted run ends" test)."""
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(Path(run["run_dir"]) / "model.safetensors")) for run in (run_a, run_b))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def committed_result(name: str, benchmark: str) -> dict:
+    """``benchmarks/<name>.result.json``, checked for the shape results are compared in turn after
+    turn: ``teacher.test_top1``, and ``runs`` as rows with setting, method, variant, seed and top-1s."""
+    import json
+
+    result = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.result.json").read_text())
+    assert result["benchmark"] == benchmark and 0 < result["teacher"]["test_top1"] <= 100
+    assert isinstance(result["runs"], list) and result["runs"]
+    for row in result["runs"]:
+        assert {"setting", "method", "variant", "seed", "test_top1", "val_top1"} <= set(row)
+        assert 0 <= row["test_top1"] <= 100
+    return result

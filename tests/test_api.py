@@ -49,6 +49,15 @@ def test_override_keywords_map_to_config_keys(tmp_path):
         finegrain.train(None, train__epochs="two")
 
 
+def test_data_free_practical_keys_reach_the_config_under_both_spellings():
+    """The keys the README names for data-free runs, as ``finegrain distill`` (dots) and Python (``__``) pass them."""
+    cfg = build_config("oxford17_dfkd_cpu", {"distill__warmup_critic": False, "distill.student_ema": 0.999})
+    assert (cfg.distill.warmup_critic, cfg.distill.student_ema) == (False, 0.999)
+    assert build_config("oxford17_dfkd_cpu").distill.warmup_critic is True  # the shipped config keeps the critic
+    with pytest.raises(ConfigError, match="distill.warmup_critic must be bool, got 'maybe'"):
+        build_config(None, {"distill__warmup_critic": "maybe"})
+
+
 def test_list_methods_names_every_registered_method():
     from finegrain import methods
 

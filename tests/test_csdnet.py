@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import tiny_config
+from conftest import exported_models_equal, tiny_config
 from finegrain import methods
 from finegrain.config import Config
 from finegrain.engine.loop import fit
@@ -254,15 +254,11 @@ def test_fit_end_to_end_and_checkpoint_is_the_plain_backbone(imagefolder, tmp_pa
 
 
 def test_resume_mid_epoch_continues_exactly(imagefolder, tmp_path):
-    from safetensors.torch import load_file
-
     settings = {"method.name": "csdnet", "train.epochs": 2}
     whole = fit(tiny_config(imagefolder, tmp_path / "a", **settings))
     fit(tiny_config(imagefolder, tmp_path / "b", **settings, **{"train.stop_after_steps": 8}))
     resumed = fit(tiny_config(imagefolder, tmp_path / "b", **settings), resume="auto")
-    a = load_file(str(Path(whole["run_dir"]) / "model.safetensors"))
-    b = load_file(str(Path(resumed["run_dir"]) / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert exported_models_equal(whole, resumed)
 
 
 # ------------------------------------------------------------------------------------------- DDP

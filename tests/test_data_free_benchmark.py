@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import load_benchmark
+from conftest import committed_result, load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +112,4 @@ def test_no_practical_resets_every_practical_key_of_the_base_config(bench):
 
 @pytest.mark.parametrize("name", ["data_free", "data_free_cars196"])
 def test_committed_results_keep_the_comparable_shape(name):
-    """Results are compared turn after turn: teacher.test_top1, and runs with setting, method, variant, seed."""
-    import json
-    from pathlib import Path
-
-    result = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.result.json").read_text())
-    assert result["benchmark"] == "data_free" and 0 < result["teacher"]["test_top1"] <= 100
-    assert isinstance(result["runs"], list) and result["runs"]
-    for row in result["runs"]:
-        assert {"setting", "method", "variant", "seed", "test_top1", "val_top1"} <= set(row)
-        assert 0 <= row["test_top1"] <= 100
+    committed_result(name, "data_free")

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import make_imagefolder, tiny_config
+from conftest import exported_models_equal, make_imagefolder, tiny_config
 from finegrain import methods
 from finegrain.engine.loop import fit
 from finegrain.errors import ConfigError
@@ -154,9 +153,7 @@ def test_resume_continues_exactly(teacher, tmp_path):
     paused = fit(distill_config(teacher, tmp_path / "b", **{"train.epochs": 2, "train.stop_after_steps": 1}))
     assert paused["paused_at_step"] == 1
     resumed = fit(distill_config(teacher, tmp_path / "b", **{"train.epochs": 2}), resume="auto")
-    a = load_file(str(Path(whole["run_dir"]) / "model.safetensors"))
-    b = load_file(str(Path(resumed["run_dir"]) / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert exported_models_equal(whole, resumed)
 
 
 def test_cli_distill_resume_eval_and_synthesize(teacher, tmp_path):

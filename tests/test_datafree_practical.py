@@ -17,6 +17,7 @@ from finegrain.datafree.synthesizer import build_generator
 from finegrain.engine.loop import fit
 from finegrain.errors import ConfigError
 from finegrain.models.generator import AttentionGenerator
+from conftest import exported_models_equal
 from test_datafree import build_method, distill_config, one_step, teacher  # noqa: F401  (fixture)
 from test_losses_datafree import one_thread  # noqa: F401  (autouse: one torch thread)
 
@@ -169,9 +170,7 @@ def test_pool_is_checkpointed_and_resume_is_exact(teacher, tmp_path):
     checkpoint = load_file(next(Path(paused["run_dir"], "checkpoints").glob("*.safetensors")).as_posix())
     assert checkpoint["synthesizer.pool.images"].shape[0] == 12
     resumed = fit(distill_config(teacher, tmp_path / "b", **settings), resume="auto")
-    a = load_file(str(Path(whole["run_dir"]) / "model.safetensors"))
-    b = load_file(str(Path(resumed["run_dir"]) / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert exported_models_equal(whole, resumed)
     last = [load_file(next(Path(r["run_dir"], "checkpoints").glob("ckpt-e002*.safetensors")).as_posix())
             for r in (whole, resumed)]
     assert torch.equal(last[0]["synthesizer.pool.images"], last[1]["synthesizer.pool.images"])
@@ -350,9 +349,7 @@ def test_student_ema_is_checkpointed_and_resume_is_exact(teacher, tmp_path):
              for p in Path(paused["run_dir"], "checkpoints").glob("*.safetensors")]
     assert 3 * 2 in saved  # the pause's checkpoint: 3 iterations of k = 2 student steps
     resumed = fit(distill_config(teacher, tmp_path / "b", **settings), resume="auto")
-    a = load_file(str(Path(whole["run_dir"]) / "model.safetensors"))  # the exported model: the average
-    b = load_file(str(Path(resumed["run_dir"]) / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert exported_models_equal(whole, resumed)  # the exported model: the average
 
 
 def test_student_ema_decay_out_of_range_names_the_key(teacher, tmp_path):
@@ -401,6 +398,4 @@ def test_warmup_without_critic_is_checkpointed_and_resume_is_exact(teacher, tmp_
     assert saved and all(saved)
     # a resumed run that forgot the student had stepped would synthesize without the critic again
     resumed = fit(distill_config(teacher, tmp_path / "b", **settings), resume="auto")
-    a = load_file(str(Path(whole["run_dir"]) / "model.safetensors"))
-    b = load_file(str(Path(resumed["run_dir"]) / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert exported_models_equal(whole, resumed)

@@ -49,6 +49,8 @@ class InversionObjective(nn.Module):
     def __init__(self, teacher: nn.Module, kd_loss: nn.Module, weights: SynthesisWeights):
         super().__init__()
         self.weights = weights
+        # ZSKT's and MAD's generators have no term but the adversary, so they keep it even without the critic.
+        self.adversarial_only = not any((weights.bn, weights.onehot, weights.activation, weights.balance))
         self.kd_loss = kd_loss
         # Hooks only where the BN term is used: the others pay nothing for them.
         self.bn_hooks = BNStatsHooks(teacher) if weights.bn else None
@@ -65,8 +67,7 @@ class InversionObjective(nn.Module):
         else:
             taps, stats = teacher.forward_taps(images), None
         terms = {}
-        others = any((w.bn, w.onehot, w.activation, w.balance))
-        if w.adversarial and (critic or not others):
+        if w.adversarial and (critic or self.adversarial_only):
             terms["adversarial"] = (w.adversarial, -self.kd_loss(student(images), taps.logits))
         if w.bn:
             terms["bn"] = (w.bn, self.bn_loss(stats))
