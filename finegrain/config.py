@@ -116,6 +116,10 @@ class TrainConfig:
     strategy: str = option("auto", "auto | ddp | ddp_spawn (FSDP is not offered: checkpoints gather the whole "
                                    "state on rank 0)", choices=("auto", "ddp", "ddp_spawn"))
     precision: str = option("32-true", "32-true | bf16-mixed | 16-mixed | bf16-true")
+    keep_freed_memory: bool = option(True, "on a CPU, keep freed memory in the process (glibc mallopt) instead of "
+                                           "returning it to the kernel and faulting it back in every step (~10 % of a "
+                                           "one-thread data-free run's time on 2 cores); the process keeps its peak "
+                                           "memory (finegrain/engine/cpu_memory.py)")
     sync_batchnorm: bool = option(False, "synchronise BatchNorm statistics across processes")
     compile: bool = option(False, "torch.compile the model")
     out_dir: str = option("runs", "where run folders go", path=True)

@@ -23,6 +23,7 @@ import finegrain
 from finegrain import methods
 from finegrain.data.loaders import build_datasets, make_loader
 from finegrain.engine import checkpoint as ckpt
+from finegrain.engine.cpu_memory import keep_freed_memory
 from finegrain.engine.evaluate import evaluate
 from finegrain.engine.logging import Progress, RunLogger, echo
 from finegrain.errors import CheckpointError, ConfigError, FinegrainError, TrainingError
@@ -132,6 +133,8 @@ class Trainer:
         except ValueError as err:  # e.g. devices x num_nodes differs from the world torchrun/SLURM started
             raise ConfigError(f"train.devices/num_nodes: {str(err).splitlines()[0]}") from None
         self.main = fabric.global_rank == 0
+        if cfg.train.keep_freed_memory and fabric.device.type == "cpu":
+            keep_freed_memory()
         # Different seed per rank: data-free noise must differ; DDP broadcasts rank 0's weights.
         fabric.seed_everything(cfg.train.seed + fabric.global_rank, verbose=False)
         self.info.cls.prepare_config(cfg)
