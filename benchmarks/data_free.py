@@ -19,7 +19,8 @@ from the same fine-grained teacher into the same ImageNet-initialised student.
 4. Seeds: DFKD-FGVC and the best baseline run ``--seeds`` seeds (default 3; mean ± std); the
    best baseline is the data-free method other than DFKD-FGVC and its ablations with the highest
    **val** top-1 on seed 0 (ties: the first in name order; test is never used to choose).
-   Every other variant — other baselines, ``dfkd-fgvc-no-mhad``, ``-no-sfcl``, ``-lambda0``, and
+   Every other variant — other baselines, ``dfkd-fgvc-no-mhad``, ``-no-sfcl``, ``-sam`` (``-lambda0``
+   with ``--no-practical``), and
    real-data ``kd`` (same wall-clock, epochs over the real training split) — runs seed 0 only.
    ``supervised`` is a reference row: the student architecture equals the teacher's, so it is
    the teacher's own figure (not retrained; another ``--student`` is trained with the teacher's recipe).
@@ -79,15 +80,27 @@ STUDENT_INIT = "auto"
 ABLATIONS = {
     "dfkd-fgvc-no-mhad": ("dfkd-fgvc", ["dfkd.mhad=false"]),
     "dfkd-fgvc-no-sfcl": ("dfkd-fgvc", ["dfkd.sfcl=false"]),
-    "dfkd-fgvc-lambda0": ("dfkd-fgvc", ["generator.attention_lambda=0.0"]),
 }
+#: the third ablation flips the generator's spatial attention: PRACTICAL runs DFKD-FGVC without it,
+#: so its ablation puts the paper's SAM back (λ = 0.05); --no-practical keeps the paper's SAM, so
+#: its ablation takes it out (λ = 0, the paper's own ablation)
+SAM_ABLATION = {True: ("dfkd-fgvc-sam", ("dfkd-fgvc", ["generator.attention_lambda=0.05"])),
+                False: ("dfkd-fgvc-lambda0", ("dfkd-fgvc", ["generator.attention_lambda=0.0"]))}
 MAIN = "dfkd-fgvc"
 #: finegrain's practical data-free settings live in the base config (``oxford17_dfkd_cpu``, the
 #: demo's); these overrides are applied on top of it to every data-free run (--set overrides them).
 #: k = 4 student steps per generator step (the config's 2 suits the demo's 2-thread schedule): at
 #: 6 minutes on one thread DFKD-FGVC's val was 23.8 / 21.8 on seeds 0 / 1 at k = 4, 17.1 / 9.7 at
-#: k = 2, 19.1 / 10.6 at k = 8 (and 17.1 / 12.9 at k = 4 with 32 warm-up steps instead of 100)
-PRACTICAL: list[str] = ["distill.student_steps=4"]
+#: k = 2, 19.1 / 10.6 at k = 8 (and 17.1 / 12.9 at k = 4 with 32 warm-up steps instead of 100).
+#: DFKD-FGVC's generator without its SAM (λ = 0; paper: 0.05) and every generator at twice the
+#: paper's Adam lr (0.002; paper: 0.001): ~50 iterations are too few for the SAM to pay for its
+#: cost (45 iterations in 6 minutes with it, 52 without) and for a generator at lr 0.001 to settle.
+#: Chosen on val at these step counts (data_free_sweep.py rounds 8-9, a GPU, 6-12 seeds each):
+#: 19.6 ± 3.9 as the config stands, 25.6 ± 11.8 without the SAM, 31.2 ± 4.4 without it at lr
+#: 0.002 (12 seeds), 21.4 ± 4.9 / 25.0 ± 5.1 with the SAM at lr 0.002 / 0.004. At the demo's
+#: 125 iterations on two threads the SAM costs nothing on val (30.3 with it, 29.2 without), so the
+#: config keeps the paper's λ.
+PRACTICAL: list[str] = ["distill.student_steps=4", "generator.attention_lambda=0", "generator.lr=0.002"]
 #: the paper's behaviour for every practical key, applied instead with --no-practical
 PAPER = [
     "generator.output_norm=none", "generator.class_conditional=false", "dfkd.alpha=0.3", "dfkd.target_ce=0",
@@ -107,14 +120,16 @@ HEALTH_KEYS = {"health/classes_covered": "classes_covered", "health/teacher_conf
 
 
 # ------------------------------------------------------------------------------ what runs
-def variants() -> dict[str, tuple[str, list[str]]]:
-    """name -> (method, overrides): all data-free methods, DFKD-FGVC's ablations, kd, supervised."""
+def variants(practical: bool = True) -> dict[str, tuple[str, list[str]]]:
+    """name -> (method, overrides): all data-free methods, DFKD-FGVC's ablations (the SAM's one
+    depends on ``practical``, see ``SAM_ABLATION``), kd, supervised."""
     from finegrain import methods
 
     data_free = [info.name for info in methods.available() if not info.cls.needs_train_data]
     table = {name: (name, []) for name in sorted(data_free, key=lambda n: (n != MAIN, n))}
     if MAIN in table:
         table.update(ABLATIONS)
+        table.update([SAM_ABLATION[practical]])
     table["kd"] = ("kd", [])
     table["supervised"] = ("supervised", [])
     return table
@@ -493,7 +508,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if not (Path(args.data) / "test").is_dir():
         raise SystemExit(f"--data {args.data}: not an ImageFolder root with a test/ split")
-    table = variants()
+    table = variants(practical=not args.no_practical)
     chosen = args.methods or ([v for v in QUICK_VARIANTS if v in table] if args.quick else list(table))
     unknown = [m for m in chosen if m not in table]
     if unknown:

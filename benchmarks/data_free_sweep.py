@@ -24,6 +24,16 @@ The three rounds, as they were run for issue 12 (2026-11-26, one H200, 8-14 runs
 * ``--round 6`` (CPU): seeds 3-4 of cutmix and of the config, and cutmix with 5 epochs.
 * ``--round 7`` (CPU): seeds 2-4 of cutmix with 5 epochs, and 5 epochs without cutmix.
 
+* ``--round 8`` (GPU, 14 runs at a time, one thread each; 6 seeds per variant): the Oxford-17
+  benchmark's scale instead of the demo's (k = 4, one epoch of the iterations a variant's CPU
+  probe fits in 6 minutes on one thread), the config with and without the generator's SAM, and
+  six changes on top of "without", plus the demo's schedule with and without the SAM.
+* ``--round 9`` (GPU, as round 8): round 8's best (no SAM, generator lr 0.002) on 6 more seeds,
+  twice that lr, and whether the faster generator also rescues the SAM. Rounds 8-9 set the
+  benchmark's ``PRACTICAL`` overrides (``benchmarks/data_free.py``); the config is unchanged.
+
+    .venv/bin/python benchmarks/data_free_sweep.py --teacher RUN --round 8 --accelerator cuda --parallel 14 --threads 1
+
 ``B`` became the config (round 2's overrides are relative to the round-1 config, which the
 committed config now equals plus ``B``). Rows run on a GPU (``--accelerator cuda``) and are
 noisy: one seed of one run moves by ±3 points of val top-1, so only differences well beyond that
@@ -102,10 +112,45 @@ ROUND6 = {"cutmix-s3": CUTMIX + SEED3, "s3": SEED3, "cutmix-s4": CUTMIX + SEED4,
 #: round 7 (CPU): more seeds of cutmix with 5 epochs, and 5 epochs without cutmix
 ROUND7 = {"cutmix-ep5-s2": CUTMIX + EP5 + SEED2, "cutmix-ep5-s3": CUTMIX + EP5 + SEED3,
           "cutmix-ep5-s4": CUTMIX + EP5 + SEED4, "ep5-s0": EP5}
+#: round 8 (GPU, 6 seeds each): the Oxford-17 benchmark's scale, i.e. one epoch of k = 4 student steps
+#: per iteration, each variant given the iterations its CPU probe fits in the benchmark's 6 minutes on one
+#: thread (45 with the SAM, 52 without it: the SAM costs time), so equal steps here stand for equal
+#: wall-clock there; plus the demo's own schedule (k = 2, 5 x 25 iterations) with and without the SAM.
+LAM0 = ["generator.attention_lambda=0"]
+
+
+def bench_scale(iterations: int) -> list[str]:
+    return ["distill.student_steps=4", "train.epochs=1", f"train.iterations_per_epoch={iterations}"]
+
+
+ROUND8_VARIANTS = {
+    "bench-sam": bench_scale(45), "bench-lam0": LAM0 + bench_scale(52),
+    "bench-lam0-nocritic": LAM0 + ["distill.warmup_critic=false"] + bench_scale(58),
+    "bench-lam0-nomix": LAM0 + ["distill.pool_mix=none"] + bench_scale(52),
+    "bench-lam0-slr0.02": LAM0 + ["optim.lr=0.02"] + bench_scale(52),
+    "bench-lam0-glr2e-3": LAM0 + ["generator.lr=0.002"] + bench_scale(52),
+    "bench-lam0-pool2048": LAM0 + ["distill.pool_size=2048"] + bench_scale(52),
+    "bench-lam0-ema0.99": LAM0 + ["distill.student_ema=0.99"] + bench_scale(52),
+    "demo-sam": [], "demo-lam0": LAM0,
+}
+#: seed-major, so a sweep stopped early holds the same seeds of every variant
+ROUND8 = {f"{name}-s{seed}": overrides + [f"train.seed={seed}"]
+          for seed in range(6) for name, overrides in ROUND8_VARIANTS.items()}
+#: round 9 (GPU): round 8's best, the generator's lr doubled (λ = 0), and whether it also lifts the
+#: paper's generator (with its SAM), at the benchmark's scale
+GLR2, GLR4 = ["generator.lr=0.002"], ["generator.lr=0.004"]
+ROUND9_VARIANTS = {"bench-sam-glr2e-3": GLR2 + bench_scale(45), "bench-sam-glr4e-3": GLR4 + bench_scale(45),
+                   "bench-lam0-glr4e-3": LAM0 + GLR4 + bench_scale(52)}
+ROUND9 = {**{f"{name}-s{seed}": overrides + [f"train.seed={seed}"]
+             for seed in range(6) for name, overrides in ROUND9_VARIANTS.items()},
+          **{f"bench-sam-glr2e-3-s{seed}": ROUND9_VARIANTS["bench-sam-glr2e-3"] + [f"train.seed={seed}"]
+             for seed in range(6, 10)},
+          **{f"bench-lam0-glr2e-3-s{seed}": LAM0 + GLR2 + bench_scale(52) + [f"train.seed={seed}"]
+             for seed in range(6, 12)}}
 #: rounds 2 and 3 are relative to the config before the sweep plus BEST; against today's config
 #: (which includes BEST) the prefix is a no-op, kept so the rows say exactly what ran
 ROUNDS = {1: {"base": [], "base-b": SEED1, **ROUND1}, 2: {k: BEST + v for k, v in ROUND2.items()},
-          3: {k: BEST + v for k, v in ROUND3.items()}, 4: ROUND4, 5: ROUND5, 6: ROUND6, 7: ROUND7}
+          3: {k: BEST + v for k, v in ROUND3.items()}, 4: ROUND4, 5: ROUND5, 6: ROUND6, 7: ROUND7, 8: ROUND8, 9: ROUND9}
 
 
 class Sweep:

@@ -74,6 +74,26 @@ def test_every_data_free_method_is_a_variant_and_baselines_exclude_dfkd(bench):
     base = bench.baselines(table)
     assert "dfad" in base and "deepinversion" in base
     assert not {"dfkd-fgvc", "kd", "supervised", *bench.ABLATIONS} & set(base)
+    assert "dfkd-fgvc-sam" not in base
+
+
+def test_the_sam_ablation_flips_whatever_the_main_row_runs(bench):
+    """PRACTICAL runs DFKD-FGVC without its SAM, so the ablation puts the paper's λ back after it;
+    --no-practical keeps the paper's SAM, so the ablation is the paper's own λ = 0."""
+    from finegrain.config import load_config
+
+    practical, paper = bench.variants(practical=True), bench.variants(practical=False)
+    assert "dfkd-fgvc-sam" in practical and "dfkd-fgvc-lambda0" not in practical
+    assert "dfkd-fgvc-lambda0" in paper and "dfkd-fgvc-sam" not in paper
+    args = bench.parse_args([])
+    main = load_config(bench.DISTILL_CONFIG, bench.method_overrides(args, "dfkd-fgvc", []))
+    sam = load_config(bench.DISTILL_CONFIG, bench.method_overrides(args, "dfkd-fgvc", practical["dfkd-fgvc-sam"][1]))
+    assert (main.generator.attention_lambda, sam.generator.attention_lambda) == (0.0, 0.05)
+    assert main.generator.lr == sam.generator.lr == 0.002
+    args = bench.parse_args(["--no-practical"])
+    main = load_config(bench.DISTILL_CONFIG, bench.method_overrides(args, "dfkd-fgvc", []))
+    ablated = load_config(bench.DISTILL_CONFIG, bench.method_overrides(args, "dfkd-fgvc", paper["dfkd-fgvc-lambda0"][1]))
+    assert (main.generator.attention_lambda, ablated.generator.attention_lambda) == (0.05, 0.0)
 
 
 def test_quick_defaults_and_overrides(bench):
