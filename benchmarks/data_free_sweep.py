@@ -133,20 +133,22 @@ ROUND8_VARIANTS = {
     "bench-lam0-ema0.99": LAM0 + ["distill.student_ema=0.99"] + bench_scale(52),
     "demo-sam": [], "demo-lam0": LAM0,
 }
-#: seed-major, so a sweep stopped early holds the same seeds of every variant
-ROUND8 = {f"{name}-s{seed}": overrides + [f"train.seed={seed}"]
-          for seed in range(6) for name, overrides in ROUND8_VARIANTS.items()}
+
+
+def seeded(variants: dict, seeds) -> dict:
+    """``name-sN`` rows, seed-major, so a sweep stopped early holds the same seeds of every variant."""
+    return {f"{name}-s{seed}": overrides + [f"train.seed={seed}"] for seed in seeds for name, overrides in variants.items()}
+
+
+ROUND8 = seeded(ROUND8_VARIANTS, range(6))
 #: round 9 (GPU): round 8's best, the generator's lr doubled (λ = 0), and whether it also lifts the
 #: paper's generator (with its SAM), at the benchmark's scale
 GLR2, GLR4 = ["generator.lr=0.002"], ["generator.lr=0.004"]
 ROUND9_VARIANTS = {"bench-sam-glr2e-3": GLR2 + bench_scale(45), "bench-sam-glr4e-3": GLR4 + bench_scale(45),
                    "bench-lam0-glr4e-3": LAM0 + GLR4 + bench_scale(52)}
-ROUND9 = {**{f"{name}-s{seed}": overrides + [f"train.seed={seed}"]
-             for seed in range(6) for name, overrides in ROUND9_VARIANTS.items()},
-          **{f"bench-sam-glr2e-3-s{seed}": ROUND9_VARIANTS["bench-sam-glr2e-3"] + [f"train.seed={seed}"]
-             for seed in range(6, 10)},
-          **{f"bench-lam0-glr2e-3-s{seed}": LAM0 + GLR2 + bench_scale(52) + [f"train.seed={seed}"]
-             for seed in range(6, 12)}}
+ROUND9 = {**seeded(ROUND9_VARIANTS, range(6)),
+          **seeded({"bench-sam-glr2e-3": ROUND9_VARIANTS["bench-sam-glr2e-3"]}, range(6, 10)),
+          **seeded({"bench-lam0-glr2e-3": ROUND8_VARIANTS["bench-lam0-glr2e-3"]}, range(6, 12))}
 #: rounds 2 and 3 are relative to the config before the sweep plus BEST; against today's config
 #: (which includes BEST) the prefix is a no-op, kept so the rows say exactly what ran
 ROUNDS = {1: {"base": [], "base-b": SEED1, **ROUND1}, 2: {k: BEST + v for k, v in ROUND2.items()},

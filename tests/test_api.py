@@ -58,6 +58,15 @@ def test_data_free_practical_keys_reach_the_config_under_both_spellings():
         build_config(None, {"distill__warmup_critic": "maybe"})
 
 
+def test_keep_freed_memory_reaches_the_config_under_both_spellings():
+    """The README's switch for the CPU allocator setting, as the CLI (dots) and Python (``__``) pass it."""
+    assert build_config("oxford17_cpu").train.keep_freed_memory is True
+    assert build_config("oxford17_cpu", {"train__keep_freed_memory": False}).train.keep_freed_memory is False
+    assert build_config("oxford17_cpu", {"train.keep_freed_memory": False}).train.keep_freed_memory is False
+    with pytest.raises(ConfigError, match="train.keep_freed_memory must be bool, got 'maybe'"):
+        build_config(None, {"train__keep_freed_memory": "maybe"})
+
+
 def test_list_methods_names_every_registered_method():
     from finegrain import methods
 
