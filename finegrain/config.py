@@ -91,6 +91,8 @@ class OptimConfig:
     weight_decay: float = option(5e-4, "weight decay")
     betas: list = option([0.9, 0.999], "Adam/AdamW betas")
     backbone_lr_scale: float = option(1.0, "learning-rate factor of pretrained backbone vs new head")
+    freeze_through: str = option("", "name of a submodule of the timm model (e.g. blocks.3); its parameters and "
+                                 "every one registered before it keep their loaded values ('' = none)")
 
 
 @register_section("schedule")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from finegrain.datafree.ema import EmaCopy
+from finegrain.methods.mad import moving_average
 from finegrain.datafree.generator_objectives import SynthesisWeights
 from finegrain.datafree.memory_bank import InstanceContrast, MemoryBank
 from finegrain.losses.attention_transfer import AttentionTransfer, spatial_attention
@@ -109,10 +109,10 @@ def test_random_crop_view_identity_at_full_scale_and_differentiable():
 
 
 # ------------------------------------------------------------------------------------ MAD's EMA
-def test_ema_copy_updates_by_the_set_momentum():
+def test_mads_moving_average_updates_by_the_set_momentum():
     torch.manual_seed(0)
     live = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
-    ema = EmaCopy(live, momentum=0.9)
+    ema = moving_average(live, momentum=0.9)
     assert not any(p.requires_grad for p in ema.parameters())
     before = {k: v.clone() for k, v in ema.module.state_dict().items()}
     with torch.no_grad():
@@ -127,7 +127,7 @@ def test_ema_copy_updates_by_the_set_momentum():
         else:
             assert torch.equal(after[key], source[key]), key
     with pytest.raises(ValueError, match="momentum"):
-        EmaCopy(live, momentum=1.5)
+        moving_average(live, momentum=1.5)
 
 
 # ================================================================ the methods on tiny models

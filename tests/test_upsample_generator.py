@@ -73,16 +73,16 @@ def test_standardized_output_has_the_teachers_input_statistics(architecture):
 
 @pytest.mark.parametrize("output_norm", ["standardize", "batchnorm"])
 def test_a_copy_of_the_generator_is_read_in_its_output_space(output_norm):
-    """MAD samples its EMA generator (an ``EmaCopy``, which has no ``emits_normalized`` of its
+    """MAD samples its EMA generator (timm's ``ModelEmaV3``, which has no ``emits_normalized`` of its
     own) through ``generate``: a fresh copy must give exactly the trained generator's images, not
     standardized images mapped from [-1, 1] a second time."""
-    from finegrain.datafree.ema import EmaCopy
+    from finegrain.methods.mad import moving_average
 
     cfg = load_config(None, ["generator.architecture=upsample", f"generator.output_norm={output_norm}",
                              "generator.channels=[16,8,8,8,8]", "generator.noise_dim=16"], strict=False)
     torch.manual_seed(0)
     synthesizer = GeneratorSynthesizer.from_config(cfg.generator, 32, MNIST_MEAN, MNIST_STD, 8)
-    ema = EmaCopy(synthesizer.generator, momentum=0.9)
+    ema = moving_average(synthesizer.generator, momentum=0.9)
     z = synthesizer.noise(8)
     assert torch.allclose(synthesizer.generate(z, ema), synthesizer.generate(z), atol=1e-6)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
+
+from finegrain.errors import ConfigError
 
 
 def build_optimizer(param_groups, optim_cfg, *, lr: float | None = None) -> torch.optim.Optimizer:
@@ -41,6 +44,35 @@ def build_scheduler(optimizer, schedule_cfg, total_iterations: int, iterations_p
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)
+
+
+def freeze_through(model: nn.Module, name: str) -> int:
+    """``optim.freeze_through``: the parameters of submodule ``name`` and of everything registered
+    before it (the stem and the early blocks, for a timm CNN) stop learning; returns how many
+    tensors were frozen.
+
+    Why: early convolutions of a pretrained network are generic, and their backward pass at full
+    resolution is a good part of a training step; a student learning from few or synthetic images
+    keeps them as loaded and steps faster (a Lite0 student step at 128 px on one CPU thread:
+    ~30 % less time with ``blocks.3``). timm's own ``freeze`` also swaps BatchNorm layers for
+    frozen copies, which would change the checkpoint's keys; BatchNorm statistics have their own
+    key here (``distill.student_bn``). Frozen parameters are simply left out of the optimizer.
+    """
+    if not name:
+        return 0
+    modules = dict(model.named_modules())
+    if name not in modules:
+        top = ", ".join(n for n, _ in model.named_children())
+        raise ConfigError(f"optim.freeze_through: {name!r} is not a submodule of {type(model).__name__} "
+                          f"(its top-level ones: {top})")
+    through = {id(p) for p in modules[name].parameters()}
+    last = max(i for i, p in enumerate(model.parameters()) if id(p) in through) if through else -1
+    frozen = 0
+    for i, p in enumerate(model.parameters()):
+        if i <= last:
+            p.requires_grad_(False)
+            frozen += 1
+    return frozen
 
 
 def classifier_param_groups(classifier, backbone_lr_scale: float = 1.0) -> list[dict]:

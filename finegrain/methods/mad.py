@@ -3,7 +3,8 @@
 Adversarial distillation (the generator maximizes the student–teacher KL, the student minimizes
 it) suffers from the generator's distribution drifting away quickly: the student forgets what
 it learnt on earlier synthetic images. MAD keeps an exponential-moving-average copy ``G_ema``
-of the generator (:class:`finegrain.datafree.ema.EmaCopy`), updated after every generator step,
+of the generator (timm's ``ModelEmaV3``, the average the student's ``distill.student_ema`` keeps
+too), updated after every generator step,
 
     θ_ema ← m·θ_ema + (1 − m)·θ,
 
@@ -16,12 +17,27 @@ configurable): momentum m = 0.9 per generator step, and each student batch drawn
 from __future__ import annotations
 
 import torch
+from timm.utils import ModelEmaV3
+from torch import nn
 
 from finegrain.datafree.baseline import GeneratorBaseline
-from finegrain.datafree.ema import EmaCopy
 from finegrain.datafree.frozen import preserved_buffers
 from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer
 from finegrain.methods import register_method
+
+
+def moving_average(generator: nn.Module, momentum: float) -> ModelEmaV3:
+    """``G_ema``: a copy of ``generator`` that timm averages towards it on ``update`` (buffers too:
+    BatchNorm statistics are averaged, integer counters copied). Because it moves slowly, its
+    samples still resemble what the generator produced many steps ago. timm's copy starts in eval
+    mode; MAD samples it as the generator itself runs, so it takes the generator's mode (the loop's
+    ``train()`` then sets both every epoch). It never receives gradients."""
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"mad.momentum must be in [0, 1], got {momentum}")
+    ema = ModelEmaV3(generator, decay=momentum)
+    ema.module.train(generator.training)
+    ema.module.requires_grad_(False)
+    return ema
 
 
 class MomentumSynthesizer(GeneratorSynthesizer):
@@ -31,7 +47,7 @@ class MomentumSynthesizer(GeneratorSynthesizer):
         super().__init__(generator, gen_cfg, mean, std, batch_size)
         if not 0.0 <= ema_fraction < 1.0:
             raise ValueError(f"mad.ema_fraction must be in [0, 1), got {ema_fraction}")
-        self.ema = EmaCopy(generator, momentum)
+        self.ema = moving_average(generator, momentum)
         self.ema_fraction = ema_fraction
 
     def after_step(self) -> None:
