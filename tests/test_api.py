@@ -67,6 +67,13 @@ def test_keep_freed_memory_reaches_the_config_under_both_spellings():
         build_config(None, {"train__keep_freed_memory": "maybe"})
 
 
+def test_freeze_through_reaches_the_config_under_both_spellings():
+    """The README's key for freezing a model's early blocks, as the CLI (dots) and Python (``__``) pass it."""
+    assert build_config("oxford17_cpu").optim.freeze_through == ""
+    assert build_config("oxford17_cpu", {"optim__freeze_through": "blocks.3"}).optim.freeze_through == "blocks.3"
+    assert build_config("oxford17_cpu", {"optim.freeze_through": "blocks.3"}).optim.freeze_through == "blocks.3"
+
+
 def test_list_methods_names_every_registered_method():
     from finegrain import methods
 

@@ -24,6 +24,13 @@ def test_freezes_the_named_block_and_everything_before_it_and_nothing_after():
     assert freeze_through(timm.create_model("test_efficientnet", num_classes=3), "") == 0
 
 
+def test_a_module_without_parameters_freezes_everything_registered_before_it():
+    model = timm.create_model("test_resnet", num_classes=3)  # conv1, bn1, act1, maxpool, layer1, ...
+    assert freeze_through(model, "maxpool") == len(list(model.conv1.parameters())) + len(list(model.bn1.parameters()))
+    assert not any(p.requires_grad for p in [*model.conv1.parameters(), *model.bn1.parameters()])
+    assert all(p.requires_grad for p in model.layer1.parameters())
+
+
 def test_unknown_submodule_names_the_key_and_the_value():
     model = timm.create_model("test_efficientnet", num_classes=3)
     with pytest.raises(ConfigError, match=r"optim.freeze_through: 'blocks\.99'.*conv_stem"):

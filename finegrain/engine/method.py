@@ -102,7 +102,7 @@ class Method(nn.Module):
                          extra_params=(), optim_cfg=None, schedule_cfg=None) -> Phase:
         """The common phase: one classifier (+ heads) trained with the ``optim``/``schedule`` config."""
         optim_cfg = optim_cfg or self.cfg.optim
-        freeze_through(getattr(classifier, "net", classifier), optim_cfg.freeze_through)
+        freeze_through(classifier.net, optim_cfg.freeze_through)
         groups = classifier_param_groups(classifier, optim_cfg.backbone_lr_scale)
         extra = [p for p in extra_params if p.requires_grad]
         if extra:

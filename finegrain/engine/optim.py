@@ -60,19 +60,20 @@ def freeze_through(model: nn.Module, name: str) -> int:
     """
     if not name:
         return 0
-    modules = dict(model.named_modules())
-    if name not in modules:
+    frozen, inside = [], False
+    for module_name, module in model.named_modules():  # registration order, as model.parameters()
+        in_subtree = module_name == name or module_name.startswith(name + ".")
+        if inside and not in_subtree:
+            break
+        inside = inside or in_subtree
+        frozen += module.parameters(recurse=False)
+    if not inside:
         top = ", ".join(n for n, _ in model.named_children())
         raise ConfigError(f"optim.freeze_through: {name!r} is not a submodule of {type(model).__name__} "
                           f"(its top-level ones: {top})")
-    through = {id(p) for p in modules[name].parameters()}
-    last = max(i for i, p in enumerate(model.parameters()) if id(p) in through) if through else -1
-    frozen = 0
-    for i, p in enumerate(model.parameters()):
-        if i <= last:
-            p.requires_grad_(False)
-            frozen += 1
-    return frozen
+    for p in frozen:
+        p.requires_grad_(False)
+    return len(frozen)
 
 
 def classifier_param_groups(classifier, backbone_lr_scale: float = 1.0) -> list[dict]:
