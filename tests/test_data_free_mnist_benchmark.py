@@ -53,6 +53,14 @@ def test_practical_variant_adds_the_practical_keys_to_the_papers(bench):
     assert pooled == {"dafl", "dfkd-fgvc"}  # DFAD: fresh batches (a pool let its generator run away)
 
 
+def test_practical_pools_cutmix_their_draws(bench):
+    mix = {m: load_config(None, [f"method.name={m}", *bench.COMMON, *overrides]).distill.pool_mix
+           for m, overrides in bench.VARIANTS["practical"].items()}
+    assert mix == {"dafl": "cutmix", "dfkd-fgvc": "cutmix", "deepinversion": "cutmix", "dfad": "none"}
+    assert all(load_config(None, [f"method.name={m}", *bench.COMMON, *o]).distill.pool_mix == "none"
+               for m, o in bench.VARIANTS["paper"].items())  # the paper variants keep fresh, unmixed draws
+
+
 def test_every_method_runs_by_default_and_noise_kd_in_its_one_setting(bench):
     assert bench.variants_of("dfkd-fgvc", ["practical"]) == ["practical"]
     assert bench.variants_of("dafl", ["paper", "practical"]) == ["paper", "practical"]
