@@ -15,10 +15,15 @@ def bench():
     return load_benchmark("data_free_mnist")
 
 
+def config_of(bench, variant: str, method: str):
+    """The config a benchmark run of ``method`` in ``variant`` builds (strict: a typo in a key raises)."""
+    return load_config(None, [f"method.name={method}", *bench.COMMON, *bench.VARIANTS[variant][method]])
+
+
 def test_every_variant_names_only_real_config_keys(bench):
     for variant, table in bench.VARIANTS.items():
-        for method, overrides in table.items():
-            cfg = load_config(None, [f"method.name={method}", *bench.COMMON, *overrides])  # strict: a typo raises
+        for method in table:
+            cfg = config_of(bench, variant, method)
             assert cfg.generator.grayscale, f"{variant}/{method}: the MNIST generator emits one grey channel"
             assert cfg.deepinversion.grayscale, f"{variant}/{method}: and DeepInversion optimizes grey pixels"
             assert cfg.optim.name == "sgd" and cfg.optim.lr == pytest.approx(0.1)
@@ -26,7 +31,7 @@ def test_every_variant_names_only_real_config_keys(bench):
 
 def test_baselines_use_their_published_generator_and_dfkd_fgvc_its_papers(bench):
     def generator(variant, method):
-        return load_config(None, [f"method.name={method}", *bench.COMMON, *bench.VARIANTS[variant][method]]).generator
+        return config_of(bench, variant, method).generator
     for variant in ("paper", "practical"):
         for method in ("dafl", "dfad"):  # DAFL's and DFAD's upsample generator, standardized output
             cfg = generator(variant, method)
@@ -44,21 +49,19 @@ def test_practical_variant_adds_the_practical_keys_to_the_papers(bench):
             continue
         practical = bench.VARIANTS["practical"][method]
         assert practical[:len(paper)] == paper
-        cfg = load_config(None, [f"method.name={method}", *bench.COMMON, *practical])
+        cfg = config_of(bench, "practical", method)
         assert cfg.distill.student_steps == bench.STUDENT_STEPS[method], f"{method}: its val-chosen k wins"
         if method != "dfad":  # DFAD's student loss is the L1 of its logits: no temperature
             assert (cfg.distill.temperature, cfg.distill.kl_direction) == (4.0, "teacher_student"), method
-    pooled = {m for m, overrides in bench.VARIANTS["practical"].items()
-              if load_config(None, [f"method.name={m}", *bench.COMMON, *overrides]).distill.pool_size}
+    pooled = {m for m in bench.VARIANTS["practical"] if config_of(bench, "practical", m).distill.pool_size}
     assert pooled == {"dafl", "dfkd-fgvc"}  # DFAD: fresh batches (a pool let its generator run away)
 
 
 def test_practical_pools_cutmix_their_draws(bench):
-    mix = {m: load_config(None, [f"method.name={m}", *bench.COMMON, *overrides]).distill.pool_mix
-           for m, overrides in bench.VARIANTS["practical"].items()}
+    mix = {m: config_of(bench, "practical", m).distill.pool_mix for m in bench.VARIANTS["practical"]}
     assert mix == {"dafl": "cutmix", "dfkd-fgvc": "cutmix", "deepinversion": "cutmix", "dfad": "none"}
-    assert all(load_config(None, [f"method.name={m}", *bench.COMMON, *o]).distill.pool_mix == "none"
-               for m, o in bench.VARIANTS["paper"].items())  # the paper variants keep fresh, unmixed draws
+    assert all(config_of(bench, "paper", m).distill.pool_mix == "none"
+               for m in bench.VARIANTS["paper"])  # the paper variants keep fresh, unmixed draws
 
 
 def test_every_method_runs_by_default_and_noise_kd_in_its_one_setting(bench):
