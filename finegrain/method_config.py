@@ -26,6 +26,8 @@ GENERATOR_ARCHITECTURES = ("attention", "upsample")
 #: what may sit before the generator's output tanh (:func:`finegrain.models.generator.make_output_norm`), or
 #: after it ("standardize")
 OUTPUT_NORMS = ("none", "batchnorm", "batchnorm_affine", "imagenorm", "standardize")
+#: the attention generator's ×2 up-blocks (:func:`finegrain.models.generator.upsampling_conv`)
+UPSAMPLINGS = ("transposed", "resize")
 #: CSDNet's self-distillation: which view teaches which (:mod:`finegrain.losses.self_distillation`)
 SSDT_DIRECTIONS = ("raw_to_aug", "aug_to_raw")
 #: CSDNet's queue contrastive loss per anchor (:class:`finegrain.losses.queue_contrastive.QueueContrastiveLoss`)
@@ -122,6 +124,16 @@ class GeneratorConfig:
     grayscale: bool = option(False, "emit one grey channel, repeated into the three the teacher reads: for teachers "
                                     "trained on grey images such as MNIST (DAFL's and DFAD's MNIST generators emit one "
                                     "channel; default and paper: colour)")
+    upsampling: str = option("transposed", "the attention generator's ×2 up-blocks: stride-2 3×3 transposed convs "
+                                           "(transposed, the paper's DCGAN) or nearest-neighbour resize then a 3×3 "
+                                           "conv (resize: no checkerboard texture, 4× the multiply-adds; finegrain's "
+                                           "option)", choices=UPSAMPLINGS)
+    synthesis_crop: float = option(1.0, "during generator steps the teacher (and the student as critic) see a random "
+                                        "square crop of each image, area fraction in [synthesis_crop, 1], resized back "
+                                        "and mirrored at random, so the generator must put class evidence in every "
+                                        "part of an image, as DeepInversion's jitter and CMI's / Fast-DFKD's synthesis "
+                                        "augmentation do; the pool keeps the uncropped images; CMI keeps its own views "
+                                        "(finegrain; paper and default: 1, the whole image)")
     lr: float = option(1e-3, "generator Adam learning rate (paper: 1e-3)")
     betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
     weight_decay: float = option(0.0, "generator weight decay")
@@ -203,6 +215,9 @@ class DFKDConfig:
                                      "generator seeks images the student gets wrong (paper: 1, implicit). The "
                                      "KL is unbounded, so the term can drive images away from anything digit- "
                                      "or photo-like")
+    first_bn_weight: float = option(1.0, "weight of the teacher's first BatchNorm layer in L_BN, the others 1: that "
+                                         "layer sees colour and low-level texture (DeepInversion's released code uses "
+                                         "10; paper: 1)")
     beta: float = option(10.0, "β: weight of L_MHAD in the student objective (paper: 10)")
     gamma: float = option(8.0, "γ: weight of L_SFCL in the student objective (paper: 8)")
     mhad: bool = option(True, "use mixed high-order attention distillation (ablation switch)")

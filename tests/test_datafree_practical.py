@@ -55,6 +55,25 @@ def test_paper_generator_keeps_the_papers_parameters():
         AttentionGenerator(32, 16, [32, 16, 16, 8, 8], output_norm="layer")
 
 
+def test_resize_upsampling_has_no_checkerboard_and_the_papers_parameter_count():
+    """generator.upsampling=resize: a flat feature map stays flat through an up-block, where the
+    paper's stride-2 3×3 transposed conv turns it into a period-2 checkerboard."""
+    torch.manual_seed(0)
+    paper = AttentionGenerator(32, 16, [32, 16, 16, 8, 8])
+    torch.manual_seed(0)
+    resize = AttentionGenerator(32, 16, [32, 16, 16, 8, 8], upsampling="resize")
+    assert sum(p.numel() for p in paper.parameters()) == sum(p.numel() for p in resize.parameters())
+    flat = torch.ones(1, 32, 4, 4)
+    with torch.no_grad():
+        checkered = paper.blocks[0].up(flat)[0, :, 1:-1, 1:-1]  # away from the zero padding
+        smooth = resize.blocks[0].up(flat)[0, :, 1:-1, 1:-1]
+    spread = lambda x: (x.amax((1, 2)) - x.amin((1, 2))).max()  # noqa: E731  (per channel)
+    assert smooth.shape == checkered.shape and spread(smooth) < 1e-5 < 1e-2 < spread(checkered)
+    assert resize(torch.randn(2, 16)).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="upsampling"):
+        AttentionGenerator(32, 16, [32, 16, 16, 8, 8], upsampling="bilinear")
+
+
 @pytest.mark.parametrize("output_norm", ["none", "batchnorm", "imagenorm"])
 def test_grayscale_generator_emits_one_grey_channel_in_three(output_norm):
     torch.manual_seed(0)
@@ -108,6 +127,35 @@ def test_pool_is_bounded_fifo_and_fed_by_every_synthesis_step(teacher, tmp_path)
     before = method.synthesizer.images_made
     one_step(method, phases["student"])  # student batches come from the pool: nothing new is made
     assert method.synthesizer.images_made == before
+
+
+def test_synthesis_crop_shows_the_objective_crops_and_pools_whole_images(teacher, tmp_path):
+    """generator.synthesis_crop: the teacher judges random crops of the generator's images (and the
+    generator learns through them), while the pool, which feeds the student, keeps the images whole."""
+    method, phases = build_method(distill_config(teacher, tmp_path, **{**PRACTICAL, "generator.synthesis_crop": 0.3}))
+    synthesizer = method.synthesizer
+    made, judged = [], []
+    generate, objective = synthesizer.generate, method.synthesis_objective
+    synthesizer.generate = lambda z: made.append(generate(z)) or made[-1]
+    method.synthesis_objective = lambda images: judged.append(images) or objective(images)
+    torch.manual_seed(0)
+    one_step(method, phases["generator"])
+    assert judged[0].shape == made[0].shape and judged[0].requires_grad
+    assert (judged[0] - made[0]).abs().amax() > 0.1  # cropped and resized: not the generator's image
+    newest = (synthesizer.normalizer.to_unit(made[0].detach()) * 255).round().to(torch.uint8)
+    assert torch.equal(synthesizer.pool.images[-4:], newest)
+    whole, _ = build_method(distill_config(teacher, tmp_path / "whole", **PRACTICAL))  # default 1: the image itself
+    images = torch.randn(2, 3, 32, 32)
+    assert whole.synthesizer.synthesis_view(images) is images
+    with pytest.raises(ConfigError, match="synthesis_crop"):
+        build_method(distill_config(teacher, tmp_path / "bad", **{**PRACTICAL, "generator.synthesis_crop": 0.0}))
+
+
+def test_first_bn_weight_reaches_dfkd_fgvcs_bn_loss(teacher, tmp_path):
+    method, _ = build_method(distill_config(teacher, tmp_path, **{"dfkd.first_bn_weight": 10.0}))
+    assert method.bn_loss.first_weight == 10.0
+    with pytest.raises(ConfigError, match="dfkd.first_bn_weight"):
+        build_method(distill_config(teacher, tmp_path / "bad", **{"dfkd.first_bn_weight": -1.0}))
 
 
 def test_pool_keeps_the_newest_images():

@@ -56,7 +56,8 @@ def _generator_for(gen_cfg: GeneratorConfig, image_size: int) -> nn.Module:
     return AttentionGenerator(image_size, gen_cfg.noise_dim, gen_cfg.channels,
                               attention_lambda=gen_cfg.attention_lambda, slope=gen_cfg.leaky_slope,
                               sam_ratio=gen_cfg.sam_ratio, softmax_axis=gen_cfg.softmax_axis,
-                              output_norm=gen_cfg.output_norm, grayscale=gen_cfg.grayscale)
+                              output_norm=gen_cfg.output_norm, grayscale=gen_cfg.grayscale,
+                              upsampling=gen_cfg.upsampling)
 
 
 def plain_generator_synthesizer(cfg, cls=None, **extra) -> "GeneratorSynthesizer":
@@ -184,6 +185,8 @@ class GeneratorSynthesizer(Synthesizer):
         super().__init__(mean, std, batch_size)
         self.generator = generator
         self.cfg = gen_cfg
+        if not 0.0 < gen_cfg.synthesis_crop <= 1.0:
+            raise ConfigError(f"generator.synthesis_crop must be in (0, 1], got {gen_cfg.synthesis_crop}")
         #: the generator emits images in the teacher's normalized space (``output_norm="standardize"``),
         #: not in [-1, 1]; copies of it (MAD's EMA generator) emit in the same space
         self.emits_normalized = bool(getattr(generator, "emits_normalized", False))
@@ -237,7 +240,14 @@ class GeneratorSynthesizer(Synthesizer):
         if self.pool is not None:  # the batch the generator learns from also feeds the student
             self.pool.add(self.normalizer.to_unit(images.detach()))
             self.images_made += images.shape[0]
-        return objective(images)
+        return objective(self.synthesis_view(images))
+
+    def synthesis_view(self, images: torch.Tensor) -> torch.Tensor:
+        """``generator.synthesis_crop``: what the objective judges, a random crop (resized back,
+        mirrored at random) of each image, or the image itself. Differentiable, so the generator
+        learns images whose every part the teacher still calls their class."""
+        crop = self.cfg.synthesis_crop
+        return images if crop >= 1.0 else random_crop_view(images, scale=(crop, 1.0), flip=True)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

@@ -48,7 +48,10 @@ class DFKDFGVC(DataFreeDistiller):
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
         self.bn_hooks = BNStatsHooks(self.teacher)
-        self.bn_loss = BNStatsLoss()
+        try:
+            self.bn_loss = BNStatsLoss(cfg.dfkd.first_bn_weight)
+        except ValueError as err:
+            raise ConfigError(f"dfkd.first_bn_weight: {err}") from None
         self.onehot, self.balance = OneHotLoss(), ClassBalanceLoss()
         if cfg.dfkd.target_ce and not cfg.generator.class_conditional:
             raise ConfigError("dfkd.target_ce needs generator.class_conditional=true (the targets come from the generator's input)")

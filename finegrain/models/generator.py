@@ -4,6 +4,7 @@ looks instead of spreading texture uniformly.
 
     FC(z) → reshape C₀ × s/16 × s/16 → BN
     4 × [3×3 ConvTranspose, stride 2 (spectral norm) → LeakyReLU → SAM]   C₀…C₄ = 512,256,128,64,64
+    (``upsampling="resize"``, finegrain's option: nearest ×2 then a 3×3 conv, no checkerboard)
     3×3 conv C₄→3 → tanh
 
 SAM is an encoder–decoder on a block's features ``F`` (C channels, ratio r): ``1×1 C→C/r``;
@@ -58,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from finegrain.method_config import OUTPUT_NORMS, PAPER_CHANNELS  # noqa: F401  (defined with their config section)
+from finegrain.method_config import OUTPUT_NORMS, PAPER_CHANNELS, UPSAMPLINGS  # defined with their config section
 
 SOFTMAX_AXES = ("spatial", "channel")
 
@@ -147,12 +148,33 @@ class SpatialAttention(nn.Module):
         return x + strength * (self.weights(x) * x)
 
 
-class UpBlock(nn.Module):
-    """×2 transposed conv (spectral norm) → LeakyReLU → SAM (skipped when λ = 0)."""
+def upsampling_conv(cin: int, cout: int, upsampling: str) -> nn.Module:
+    """×2 upsampling with a 3×3 kernel: the paper's stride-2 transposed conv, or nearest-neighbour
+    resize then a 3×3 conv.
 
-    def __init__(self, cin: int, cout: int, *, slope: float, ratio: int, softmax_axis: str, attention: bool):
+    Why the second: a 3×3 kernel at stride 2 overlaps unevenly (some output pixels get contributions
+    from two input pixels, their neighbours from one), which paints a checkerboard on every image
+    (Odena, Dumoulin & Olah, "Deconvolution and checkerboard artifacts", Distill 2016); resizing first
+    gives every output pixel the same footing. Same parameters, 4× the multiply-adds."""
+    if upsampling == "transposed":
+        return nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)
+    if upsampling == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1))
+    raise ValueError(f"generator upsampling must be one of {UPSAMPLINGS}, got {upsampling!r}")
+
+
+class UpBlock(nn.Module):
+    """×2 upsampling conv (spectral norm) → LeakyReLU → SAM (skipped when λ = 0)."""
+
+    def __init__(self, cin: int, cout: int, *, slope: float, ratio: int, softmax_axis: str, attention: bool,
+                 upsampling: str = "transposed"):
         super().__init__()
-        self.up = spectral_norm(nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1))
+        up = upsampling_conv(cin, cout, upsampling)
+        if upsampling == "transposed":  # the paper's module, its state-dict keys unchanged
+            self.up = spectral_norm(up)
+        else:
+            spectral_norm(up[1])
+            self.up = up
         self.act = nn.LeakyReLU(slope, inplace=True)
         self.sam = SpatialAttention(cout, ratio, softmax_axis) if attention else None
 
@@ -169,7 +191,8 @@ class AttentionGenerator(nn.Module):
 
     def __init__(self, image_size: int, noise_dim: int = 256, channels=PAPER_CHANNELS, *,
                  attention_lambda: float = 0.05, slope: float = 0.2, sam_ratio: int = 4,
-                 softmax_axis: str = "spatial", output_norm: str = "none", grayscale: bool = False):
+                 softmax_axis: str = "spatial", output_norm: str = "none", grayscale: bool = False,
+                 upsampling: str = "transposed"):
         super().__init__()
         channels = list(channels)
         if len(channels) != 5:
@@ -181,7 +204,7 @@ class AttentionGenerator(nn.Module):
         self.bn = nn.BatchNorm2d(channels[0])
         self.blocks = nn.ModuleList(
             UpBlock(cin, cout, slope=slope, ratio=sam_ratio, softmax_axis=softmax_axis,
-                    attention=self.attention_lambda != 0)
+                    attention=self.attention_lambda != 0, upsampling=upsampling)
             for cin, cout in zip(channels[:-1], channels[1:]))
         self.grayscale = bool(grayscale)
         # The output norm is registered only when used, so paper-mode state dicts keep exactly the paper's keys.
