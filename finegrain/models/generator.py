@@ -149,17 +149,18 @@ class SpatialAttention(nn.Module):
 
 
 def upsampling_conv(cin: int, cout: int, upsampling: str) -> nn.Module:
-    """×2 upsampling with a 3×3 kernel: the paper's stride-2 transposed conv, or nearest-neighbour
-    resize then a 3×3 conv.
+    """×2 upsampling with a spectral-normed 3×3 kernel: the paper's stride-2 transposed conv, or
+    nearest-neighbour resize then a 3×3 conv.
 
     Why the second: a 3×3 kernel at stride 2 overlaps unevenly (some output pixels get contributions
     from two input pixels, their neighbours from one), which paints a checkerboard on every image
     (Odena, Dumoulin & Olah, "Deconvolution and checkerboard artifacts", Distill 2016); resizing first
     gives every output pixel the same footing. Same parameters, 4× the multiply-adds."""
-    if upsampling == "transposed":
-        return nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)
+    if upsampling == "transposed":  # the paper's module, its state-dict keys unchanged
+        return spectral_norm(nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1))
     if upsampling == "resize":
-        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1))
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                             spectral_norm(nn.Conv2d(cin, cout, 3, padding=1)))
     raise ValueError(f"generator upsampling must be one of {UPSAMPLINGS}, got {upsampling!r}")
 
 
@@ -169,12 +170,7 @@ class UpBlock(nn.Module):
     def __init__(self, cin: int, cout: int, *, slope: float, ratio: int, softmax_axis: str, attention: bool,
                  upsampling: str = "transposed"):
         super().__init__()
-        up = upsampling_conv(cin, cout, upsampling)
-        if upsampling == "transposed":  # the paper's module, its state-dict keys unchanged
-            self.up = spectral_norm(up)
-        else:
-            spectral_norm(up[1])
-            self.up = up
+        self.up = upsampling_conv(cin, cout, upsampling)
         self.act = nn.LeakyReLU(slope, inplace=True)
         self.sam = SpatialAttention(cout, ratio, softmax_axis) if attention else None
 
