@@ -109,8 +109,8 @@ PRACTICAL: list[str] = ["distill.student_steps=4", "generator.attention_lambda=0
 #: the paper's behaviour for every practical key, applied instead with --no-practical
 PAPER = [
     "generator.output_norm=none", "generator.class_conditional=false", "generator.upsampling=transposed",
-    "dfkd.alpha=0.3", "dfkd.target_ce=0", "dfkd.gamma=8.0", "distill.warmup_steps=0", "distill.pool_size=0", "distill.pool_crop=1.0",
-    "distill.pool_mix=none", "distill.student_bn=train",
+    "dfkd.alpha=0.3", "dfkd.target_ce=0", "dfkd.gamma=8.0", "distill.warmup_steps=0", "distill.pool_size=0",
+    "distill.pool_crop=1.0", "distill.pool_mix=none", "distill.student_bn=train",
     "distill.temperature=1", "distill.kl_direction=student_teacher", "deepinversion.steps_per_batch=0",
     "deepinversion.bn_weight=1.0", "optim.lr=0.01", "optim.backbone_lr_scale=1.0",
 ]

@@ -58,6 +58,19 @@ def test_data_free_practical_keys_reach_the_config_under_both_spellings():
         build_config(None, {"distill__warmup_critic": "maybe"})
 
 
+def test_synthesis_options_reach_the_config_under_both_spellings():
+    """The README's three synthesis options, as ``finegrain distill`` (dots) and Python (``__``) pass
+    them; every shipped data-free config keeps the paper's behaviour."""
+    cfg = build_config("oxford17_dfkd_cpu", {"generator__upsampling": "resize", "generator.synthesis_crop": 0.5,
+                                             "dfkd__first_bn_weight": 10.0})
+    assert (cfg.generator.upsampling, cfg.generator.synthesis_crop, cfg.dfkd.first_bn_weight) == ("resize", 0.5, 10.0)
+    shipped = build_config("oxford17_dfkd_cpu")
+    assert (shipped.generator.upsampling, shipped.generator.synthesis_crop, shipped.dfkd.first_bn_weight) == (
+        "transposed", 1.0, 1.0)
+    with pytest.raises(ConfigError, match="generator.upsampling"):
+        build_config(None, {"generator.upsampling": "bilinear"})
+
+
 def test_keep_freed_memory_reaches_the_config_under_both_spellings():
     """The README's switch for the CPU allocator setting, as the CLI (dots) and Python (``__``) pass it."""
     assert build_config("oxford17_cpu").train.keep_freed_memory is True

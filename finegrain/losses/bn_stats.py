@@ -37,10 +37,8 @@ class BNStatsLoss(nn.Module):
         total = None
         for mean, var, running_mean, running_var in layer_stats:
             term = torch.linalg.vector_norm(running_mean - mean) + torch.linalg.vector_norm(running_var - var)
-            if total is None:  # the first layer the forward pass reached
-                total = term if self.first_weight == 1.0 else self.first_weight * term
-            else:
-                total = total + term
+            # the first layer the forward pass reached carries first_weight (× 1.0 is exact)
+            total = self.first_weight * term if total is None else total + term
         if total is None:
             raise ValueError("no BatchNorm statistics collected: does the teacher have BatchNorm layers?")
         return total
