@@ -14,8 +14,11 @@ from the same fine-grained teacher into the same ImageNet-initialised student.
    another amount of time than a generator iteration, so each variant first runs a short timing
    probe with the very same config (``--probe-iterations`` iterations, default 4): seconds per
    iteration = mean gap between consecutive iteration ends after the first; fixed costs = probe
-   time − probe iterations × that; iterations = (budget − fixed) / (seconds per iteration). Each row
-   records the probe figures, the chosen iterations and the run's own measured time.
+   time − probe iterations × that; iterations = (budget − fixed) / (seconds per iteration). The run
+   is scheduled for ``OVERPLAN`` (1.15) times that and stops by the wall clock
+   (``train.max_minutes`` = budget − ``EVAL_RESERVE_S``, then its val/test evaluation), so every run
+   spends its budget whatever minute its probe timed. Each row records the probe figures, the planned
+   and scheduled iterations, the iterations done and the run's own measured time.
 4. Seeds: DFKD-FGVC and the best baseline run ``--seeds`` seeds (default 3; mean ± std); the
    best baseline is the data-free method other than DFKD-FGVC and its ablations with the highest
    **val** top-1 on seed 0 (ties: the first in name order; test is never used to choose).
@@ -120,6 +123,14 @@ BASELINE = ["generator.class_conditional=false"]
 #: --quick without --methods: the main comparison only (each run's set-up, warm-up and evaluation
 #: take ~1 min on the shared cores, however small the budget)
 QUICK_VARIANTS = [MAIN, "dfad", "deepinversion", "kd", "supervised"]
+#: every run stops by the wall clock (``train.max_minutes``), not by the probe's estimate: it is scheduled
+#: for OVERPLAN times the iterations the probe expects to fit and ends when the budget, less
+#: EVAL_RESERVE_S for the final val + test evaluation, has passed. A probe that timed a quieter or a
+#: busier minute than its run then neither leaves budget unused nor overruns it (the previous runs took
+#: 320-460 s of their 360). The cosine schedules are cut at ~85-90 % of their length, where the
+#: learning rate is already under ~5 % of its peak.
+OVERPLAN = 1.15
+EVAL_RESERVE_S = 15.0
 HEALTH_KEYS = {"health/classes_covered": "classes_covered", "health/teacher_confidence": "teacher_confidence",
                "health/bn_loss": "bn_loss"}
 
@@ -166,6 +177,12 @@ def plan_iterations(budget_s: float, fixed_s: float, step_s: float, minimum: int
     if step_s <= 0:
         raise ValueError(f"seconds per iteration must be > 0, got {step_s}")
     return max(minimum, int((budget_s - max(0.0, fixed_s)) // step_s))
+
+
+def time_limit_minutes(budget_s: float, reserve_s: float = EVAL_RESERVE_S) -> float:
+    """``train.max_minutes`` of a run: its budget less the final evaluation's reserve (at least half the
+    budget, so that a --quick budget of seconds still trains)."""
+    return max(budget_s - reserve_s, budget_s / 2) / 60.0
 
 
 def split_epochs(iterations: int, epochs: int, per_epoch_cap: int | None = None) -> tuple[int, int]:
@@ -267,6 +284,7 @@ def execute(task: dict) -> dict:
         out = {"seconds": seconds, "run_dir": summary["run_dir"], "architecture": summary.get("architecture"),
                "val_top1": summary.get("val_top1"), "test_top1": summary.get("test_top1"),
                "history": summary.get("history", []), "iterations_done": len(ends),
+               "stopped_early": summary.get("stopped_early"),
                "iterations_per_epoch": trainer.iterations, "epochs": cfg.train.epochs,
                "train_batches": trainer.train_batches,
                "training_seconds": ends[-1] - trainer.first_start if ends else 0.0,
@@ -414,7 +432,8 @@ def make_row(variant, method, seed, overrides, plan, result, teacher, budget_s, 
            "run_seconds_per_iteration": (round(step_seconds(result["iteration_ends"], result["iterations_per_epoch"]), 4)
                                          if result["iterations_per_epoch"] > 1 else None),
            "probe": {k: plan[k] for k in ("iterations", "seconds", "fixed_seconds", "seconds_per_iteration")},
-           "planned_iterations": plan["planned_iterations"]}
+           "planned_iterations": plan["planned_iterations"], "scheduled_iterations": plan["budget"][0] * plan["budget"][1],
+           "stopped_by_time_limit": result.get("stopped_early")}
     if "synthetic_images" in result:
         row["synthetic_images"] = result["synthetic_images"]
         row["synthetic_images_per_s"] = (result["synthetic_images"] / result["training_seconds"]
@@ -541,7 +560,7 @@ def main(argv=None) -> dict:
                 if budget is None:
                     overrides += budget_overrides(args.epochs if is_data_free(method) else 1, args.probe_iterations)
                 else:
-                    overrides += budget_overrides(*budget)
+                    overrides += budget_overrides(*budget) + [f"train.max_minutes={time_limit_minutes(budget_s):.4f}"]
                 return {"config": str(DISTILL_CONFIG), "overrides": overrides, "log": str(workdir / "logs" / f"{name}.log"),
                         "grid": str(grid_dir / f"{variant}.png") if budget is not None and seed == 0 else None}
 
@@ -571,7 +590,7 @@ def main(argv=None) -> dict:
                         fixed = result["seconds"] - result["iterations_done"] * step
                         planned = plan_iterations(budget_s, fixed, step)
                         cap = result["train_batches"] if not is_data_free(method) else None
-                        budget = split_epochs(planned, args.epochs if is_data_free(method) else 1, cap)
+                        budget = split_epochs(math.ceil(planned * OVERPLAN), args.epochs if is_data_free(method) else 1, cap)
                         plans[variant] = {"iterations": result["iterations_done"], "seconds": round(result["seconds"], 1),
                                           "fixed_seconds": round(fixed, 1), "seconds_per_iteration": step,
                                           "planned_iterations": planned, "budget": budget}

@@ -133,6 +133,10 @@ class TrainConfig:
                                      "by val top-1 (needs a val split or data.val_fraction; never the test split)",
                              choices=("last", "best"))
     stop_after_steps: int = option(0, "end this invocation with a checkpoint once the global step reaches N (time-limited jobs; 0 = off)")
+    max_minutes: float = option(0.0, "wall-clock limit of this invocation, counted from the start of fit (set-up "
+                                     "included): once it has passed, training ends after the current iteration and the "
+                                     "run evaluates, tests and exports the model it has, as if that were its last epoch "
+                                     "(a checkpoint first: --resume auto continues the schedule); 0 = off")
     nan_policy: str = option("stop", "on a non-finite loss: stop or skip the step", choices=("stop", "skip"))
     log_every: int = option(20, "log training losses every N iterations")
 
@@ -192,6 +196,7 @@ class Config:
                                   f"(it reads: {', '.join(reads)}; set by {source})")
         self._bound = (method, reads)
         _check_keep_model(self)
+        _check_max_minutes(self)
         return self
 
     def copy(self) -> "Config":
@@ -280,6 +285,13 @@ def _check_keep_model(cfg: Config) -> None:
     if train.keep_model == "best" and data.val_split and data.val_split == data.test_split:
         raise ConfigError(f"train.keep_model=best: data.val_split={data.val_split!r} is the test split; "
                           f"keep the best epoch by a real val split or data.val_fraction of train")
+
+
+def _check_max_minutes(cfg: Config) -> None:
+    """A negative limit would end every run after its first iteration without saying why."""
+    minutes = cfg._sections["train"].max_minutes
+    if minutes < 0:
+        raise ConfigError(f"train.max_minutes={minutes!r}: must be >= 0 (0 = no limit)")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

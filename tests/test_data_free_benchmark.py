@@ -21,6 +21,12 @@ def test_budget_minus_fixed_costs_over_step_time(bench):
         bench.plan_iterations(360, 0, 0)
 
 
+def test_runs_stop_by_the_wall_clock_before_the_final_evaluation(bench):
+    assert bench.time_limit_minutes(360) == pytest.approx((360 - bench.EVAL_RESERVE_S) / 60)
+    assert bench.time_limit_minutes(12) == pytest.approx(0.1)    # --quick: at least half the budget
+    assert bench.OVERPLAN > 1  # scheduled past the probe's estimate, so the limit, not the schedule, ends a run
+
+
 def test_step_time_skips_the_first_iteration_and_epoch_boundaries(bench):
     # iteration 1 ends at 10 s (set-up, warm-up), then 0.5 s each; 3 per epoch, 2 s at the epoch boundary
     ends = [10.0, 10.5, 11.0, 13.0, 13.5, 14.0]

@@ -285,6 +285,28 @@ def test_coverage_warning_fires_on_collapsed_synthesis_and_not_on_healthy():
     assert health.summary() == {} and health.warning() is None
 
 
+def test_health_measures_bn_on_every_nth_batch_and_coverage_on_all():
+    torch.manual_seed(0)
+    teacher = ToyTeacher()
+    every_batch, sampled = SynthesisHealth(teacher, teacher.head, 4), SynthesisHealth(teacher, teacher.head, 4, bn_every=2)
+    batches = [torch.randn(16, 4) for _ in range(3)]
+    for health in (every_batch, sampled):
+        for batch in batches:
+            with health.watch():
+                teacher(batch)
+    assert (every_batch.batches, sampled.batches) == (3, 2)  # batches 1 and 3
+    assert sampled.images == every_batch.images == 48 and torch.equal(sampled.counts, every_batch.counts)
+    sampled.reset()
+    assert sampled.watched == 0 and sampled.summary() == {}
+    with pytest.raises(ValueError, match="bn_every must be >= 1, got 0"):
+        SynthesisHealth(teacher, teacher.head, 4, bn_every=0)
+
+
+def test_health_bn_every_below_one_is_refused_by_name(teacher, tmp_path):
+    with pytest.raises(ConfigError, match="distill.health_bn_every: bn_every must be >= 1"):
+        build_method(distill_config(teacher, tmp_path, **{"distill.health_bn_every": 0}))
+
+
 def test_health_and_synthetic_speed_in_every_epoch_log(teacher, tmp_path, capsys):
     summary = fit(distill_config(teacher, tmp_path, **PRACTICAL, **{"distill.warmup_steps": 2}))
     for record in summary["history"]:

@@ -27,7 +27,9 @@ def test_demo_stage_configs(tmp_path):
     for stage in demo.STAGES:
         cfg = demo.stage_config(stage, tmp_path, tmp_path / "runs", "t", 1, teacher)
         assert cfg.train.epochs == 1 and cfg.train.run_name == f"demo-t-{stage}"
-    assert demo.stage_config("distill", tmp_path, tmp_path, "t", None, teacher).distill.teacher == teacher
+    distill = demo.stage_config("distill", tmp_path, tmp_path, "t", None, teacher)
+    assert distill.distill.teacher == teacher and distill.train.max_minutes == demo.DISTILL_MINUTES < 7
+    assert demo.stage_config("supervised", tmp_path, tmp_path, "t", None, None).train.max_minutes == 0
     assert demo.stage_config("csdnet", tmp_path, tmp_path, "t", None, None).data.few_shot_k == 5
 
 
@@ -38,3 +40,11 @@ def test_demo_refuses_bad_stages(tmp_path):
     args.stages = "distill"
     with pytest.raises(ConfigError, match="needs the 'supervised' stage"):
         demo.run(args)
+
+
+def test_demo_table_says_when_a_stage_met_its_time_limit(capsys):
+    row = {"architecture": "efficientnet_lite0", "test_top1": 35.0, "test_top5": 70.0, "train_seconds": 405.0}
+    demo.print_table({"distill": {**row, "steps": 118, "stopped_early": True}})
+    assert "stopped by its time limit after 118 iterations" in capsys.readouterr().out
+    demo.print_table({"distill": {**row, "steps": 125, "stopped_early": False}})
+    assert "time limit" not in capsys.readouterr().out

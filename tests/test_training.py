@@ -73,6 +73,27 @@ def test_mid_epoch_resume_continues_exactly(imagefolder, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_max_minutes_ends_training_early_and_resume_finishes_it_exactly(imagefolder, tmp_path):
+    """A run past its wall-clock limit still evaluates, tests and exports; its checkpoint resumes the schedule."""
+    whole = fit(tiny_config(imagefolder, tmp_path / "a", **{"train.epochs": 2}))
+    limited = fit(tiny_config(imagefolder, tmp_path / "b", **{"train.epochs": 2, "train.max_minutes": 1e-9}))
+    assert limited["stopped_early"] and limited["steps"] == 1 < whole["steps"]
+    assert [h["epoch"] for h in limited["history"]] == [1] and "val/top1" in limited["history"][0]
+    assert 0 <= limited["test_top1"] <= 100 and (Path(limited["run_dir"]) / "model.safetensors").is_file()
+    assert json.loads(Path(limited["checkpoint"]).read_text())["iteration"] == 1
+    resumed = fit(tiny_config(imagefolder, tmp_path / "b", **{"train.epochs": 2}), resume="auto")
+    assert not resumed["stopped_early"] and resumed["steps"] == whole["steps"]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    a, b = final_weights(whole), final_weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_negative_max_minutes_is_refused_by_name(tiny_cfg):
+    tiny_cfg.train.max_minutes = -1.0
+    with pytest.raises(ConfigError, match=r"train\.max_minutes=-1\.0: must be >= 0"):
+        fit(tiny_cfg)
+
+
 def test_fresh_run_refuses_to_overwrite_checkpoints(tiny_cfg):
     tiny_cfg.train.epochs = 1
     fit(tiny_cfg)

@@ -65,7 +65,11 @@ class DataFreeDistiller(Method):
         self.kd_loss = KLDivergence(cfg.distill.temperature, cfg.distill.kl_direction)
         self.synthesizer = self.build_synthesizer()
         self._configure_pool(cfg.distill)
-        self.health = SynthesisHealth(self.teacher, self.teacher.net.head(), self.num_classes)
+        try:
+            self.health = SynthesisHealth(self.teacher, self.teacher.net.head(), self.num_classes,
+                                          bn_every=cfg.distill.health_bn_every)
+        except ValueError as err:
+            raise ConfigError(f"distill.health_bn_every: {err}") from None
         self._images_at_epoch_start = 0
         # Per-rank synthetic state (pixels, pools) must not be overwritten by rank 0's under DDP.
         self._ddp_params_and_buffers_to_ignore = [f"synthesizer.{n}" for n in self.synthesizer.rank_local()]

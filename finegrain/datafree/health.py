@@ -18,7 +18,7 @@ steps and evaluation pay nothing.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -33,8 +33,11 @@ COLLAPSE_FRACTION = 0.5
 class SynthesisHealth:
     """Per-epoch class coverage, confidence and L_BN of the teacher on synthetic student batches."""
 
-    def __init__(self, teacher, head: nn.Module, num_classes: int):
+    def __init__(self, teacher, head: nn.Module, num_classes: int, bn_every: int = 1):
+        if bn_every < 1:
+            raise ValueError(f"bn_every must be >= 1, got {bn_every}")
         self.num_classes = num_classes
+        self.bn_every = bn_every
         self.bn_hooks = BNStatsHooks(teacher)
         self.bn_loss = BNStatsLoss()
         self._watching = False
@@ -44,6 +47,7 @@ class SynthesisHealth:
     def reset(self) -> None:
         self.counts = torch.zeros(self.num_classes, dtype=torch.long)
         self.confidence_sum, self.bn_sum, self.batches = 0.0, 0.0, 0
+        self.watched = 0  # batches seen this epoch; L_BN is measured on every bn_every-th, the first included
 
     @property
     def images(self) -> int:
@@ -60,10 +64,16 @@ class SynthesisHealth:
 
     @contextmanager
     def watch(self):
-        """Record what the teacher sees inside (one student step's batch)."""
+        """Record what the teacher sees inside (one student step's batch).
+
+        Class coverage and confidence come from every batch (the logits are there anyway); ``L_BN``
+        from every ``bn_every``-th only: its per-layer moments are a full pass over every BatchNorm
+        input, 5-10 % of a student step on the CPU, and a sample of batches estimates the epoch mean."""
         self._watching = True
+        measure_bn = self.watched % self.bn_every == 0
+        self.watched += 1
         try:
-            with self.bn_hooks.collect() as stats:
+            with self.bn_hooks.collect() if measure_bn else nullcontext([]) as stats:
                 yield
             if stats:
                 with torch.no_grad():

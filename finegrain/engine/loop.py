@@ -128,6 +128,7 @@ class Trainer:
     # ------------------------------------------------------------------------------- fit
     def fit(self) -> dict:
         cfg, fabric = self.cfg, self.fabric
+        self.deadline = time.perf_counter() + 60.0 * cfg.train.max_minutes if cfg.train.max_minutes else None
         try:
             fabric.launch()
         except ValueError as err:  # e.g. devices x num_nodes differs from the world torchrun/SLURM started
@@ -193,6 +194,7 @@ class Trainer:
              f"{len(class_names)} classes | {num_train} train images | {fabric.world_size} process(es) on {fabric.device}",
              self.main)
         started = time.time()
+        self.stopped_early = False
         with StopFlag() as stop:
             history = self._epochs(model, phases, data, train_loader, val_loader, logger, position, stop)
         if history is None:
@@ -241,6 +243,11 @@ class Trainer:
                     progress.close()
                     echo(f"paused at step {self.global_step} (train.stop_after_steps); continue with --resume auto", self.main)
                     return None
+                if self._out_of_time(epoch, iteration):
+                    # saved before the partial epoch's evaluation: --resume continues as if never stopped
+                    self._save(epoch, iteration + 1, history)
+                    self.stopped_early = True
+                    break
             progress.close()
             start_iteration = 0
             elapsed = time.perf_counter() - tic
@@ -252,7 +259,7 @@ class Trainer:
             record.update(method_record)
             for warning in warnings:
                 echo(f"warning: {warning}", self.main)
-            last = epoch + 1 == cfg.train.epochs
+            last = epoch + 1 == cfg.train.epochs or self.stopped_early
             if val_loader is not None and (last or (cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0)):
                 result = evaluate(method.eval_model(), val_loader, method.num_classes, fabric=fabric)
                 record.update({"val/top1": result["top1"], "val/top5": result["top5"], "val/loss": result["loss"],
@@ -261,8 +268,21 @@ class Trainer:
             logger.log(record, self.global_step, epoch)
             history.append({"epoch": epoch + 1, **record})
             echo(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in record.items()), self.main)
+            if self.stopped_early:
+                echo(f"stopped at step {self.global_step} of {cfg.train.epochs * self.iterations}: "
+                     f"train.max_minutes={cfg.train.max_minutes:g} reached; --resume auto continues the schedule", self.main)
+                return history
             self._save(epoch + 1, 0, history)
         return history
+
+    def _out_of_time(self, epoch: int, iteration: int) -> bool:
+        """``train.max_minutes`` has passed and steps remain (checked after each iteration, on every rank).
+
+        Why a wall-clock limit besides step counts: the same steps take a third longer on a busy
+        day, and a demo or a benchmark promises minutes, not steps."""
+        if self.deadline is None or (epoch + 1 == self.cfg.train.epochs and iteration + 1 == self.iterations):
+            return False
+        return self._any_rank(time.perf_counter() >= self.deadline)
 
     def _keep_if_best(self, history: list, top1: float) -> None:
         """``keep_model=best``: save the classifier when val top-1 beats every earlier epoch's (a tie keeps
@@ -403,6 +423,8 @@ class Trainer:
             **method.eval_model().describe(),
             "epochs": self.cfg.train.epochs,
             "train_seconds": round(time.time() - started, 1),
+            "stopped_early": self.stopped_early,
+            "steps": self.global_step,
             "history": history,
             "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
             "rank": self.fabric.global_rank,
@@ -429,7 +451,7 @@ class Trainer:
 
     def _load_kept_model(self, method, history: list) -> int:
         """The epoch whose classifier is exported (and tested): the last, or the best kept by val."""
-        last = self.cfg.train.epochs
+        last = history[-1]["epoch"] if history else self.cfg.train.epochs  # earlier when train.max_minutes stopped it
         if self.cfg.train.keep_model != "best":
             return last
         scored = [(h["val/top1"], -h["epoch"]) for h in history if "val/top1" in h]
