@@ -87,6 +87,17 @@ def test_freeze_through_reaches_the_config_under_both_spellings():
     assert build_config("oxford17_cpu", {"optim.freeze_through": "blocks.3"}).optim.freeze_through == "blocks.3"
 
 
+def test_time_limit_and_health_sampling_reach_the_config_under_both_spellings():
+    """The README's ``train.max_minutes`` and ``distill.health_bn_every``, as the CLI (dots) and Python (``__``) pass them."""
+    shipped = build_config("oxford17_dfkd_cpu")
+    assert (shipped.train.max_minutes, shipped.distill.health_bn_every) == (0.0, 4)
+    for limit, every in (("train__max_minutes", "distill__health_bn_every"), ("train.max_minutes", "distill.health_bn_every")):
+        cfg = build_config("oxford17_dfkd_cpu", {limit: 6.5, every: 1})
+        assert (cfg.train.max_minutes, cfg.distill.health_bn_every) == (6.5, 1)
+    with pytest.raises(ConfigError, match="train.max_minutes must be float, got 'soon'"):
+        build_config(None, {"train__max_minutes": "soon"})
+
+
 def test_list_methods_names_every_registered_method():
     from finegrain import methods
 
