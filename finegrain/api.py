@@ -61,11 +61,17 @@ def distill(config=None, *, teacher=None, student: str | None = None, method: st
     """Distill like ``finegrain distill``: ``finegrain.distill(teacher="runs/flowers", student="resnet18")``.
 
     ``teacher`` is a run folder, a checkpoint or a model folder from ``finegrain import-model``;
-    the method defaults to dfkd-fgvc unless ``method`` or the config names another. For data-free
+    without ``config`` a data-free run uses the recipe ``datafree_practical`` (``config="datafree_paper"``
+    for the paper's settings); the method defaults to dfkd-fgvc unless ``method`` or the config names another. For data-free
     methods ``data__root`` is only evaluated on (its val/test splits), never trained on.
     """
+    from finegrain.commands.distill import announce_recipe, default_recipe
     from finegrain.engine.loop import fit
 
+    recipe = default_recipe(config, method)
+    if recipe is not None:
+        config = recipe
+        announce_recipe(recipe)
     cfg = build_config(config, overrides, caller="finegrain.distill")
     if method is not None:
         cfg.set("method.name", method, "finegrain.distill(method=...)")

@@ -22,29 +22,28 @@ from typing import Any, Optional
 
 import yaml
 
+from finegrain.config_fields import SECTIONS, option, register_section
 from finegrain.errors import ConfigError
 
-SECTIONS: dict[str, type] = {}
+#: keys that were removed (docs/history/options-that-lost.md), each with the value that did what
+#: finegrain does now. Run folders written before store every key, so a retired key at that value
+#: is dropped on loading; at any other value it is an error: finegrain can no longer do what it asks.
+RETIRED: dict[str, Any] = {
+    "distill.critic_mode": "eval", "distill.channels_last": False, "distill.warmup_critic": True,
+    "distill.pool_crop": 1.0, "distill.pool_mix_alpha": 1.0, "generator.synthesis_crop": 1.0,
+    "dfkd.first_bn_weight": 1.0, "dfkd.onehot": 0.0, "dfkd.balance": 0.0, "csdnet.qc_reduction": "sum",
+}
 
 
-def register_section(name: str):
-    """Class decorator: make a dataclass available as config section ``name``."""
-
-    def wrap(cls):
-        if name in SECTIONS and SECTIONS[name] is not cls:
-            raise ValueError(f"config section {name!r} registered twice")
-        SECTIONS[name] = cls
-        return cls
-
-    return wrap
-
-
-def option(default: Any, doc: str, *, path: bool = False, choices: tuple | None = None):
-    """A config field with its documentation; ``path=True`` resolves it against the config file."""
-    meta = {"doc": doc, "path": path, "choices": choices}
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+def _retired(dotted: str, value: Any, source: str) -> bool:
+    """True for a retired key at the value that behaves as finegrain now does (then it is ignored)."""
+    if dotted not in RETIRED:
+        return False
+    old = RETIRED[dotted]
+    if (value is old) if isinstance(old, bool) or isinstance(value, bool) else (value == old):
+        return True
+    raise ConfigError(f"{source}: {dotted}={value!r}: the key was removed (it lost on val; see "
+                      f"docs/history/options-that-lost.md); only its old default {old!r} is still accepted")
 
 
 # --------------------------------------------------------------------------------------- sections
@@ -137,6 +136,11 @@ class TrainConfig:
                                      "included): once it has passed, training ends after the current iteration and the "
                                      "run evaluates, tests and exports the model it has, as if that were its last epoch "
                                      "(a checkpoint first: --resume auto continues the schedule); 0 = off")
+    budget_minutes: float = option(0.0, "time budget of the run (set-up, training and evaluation): after a few "
+                                        "timed iterations the run sizes its schedule, learning rate included, to "
+                                        "end on time, then sizes it once more when its first val pass is timed; "
+                                        "the length is kept in checkpoints, so --resume continues it; 0 = the "
+                                        "fixed schedule of train.epochs (finegrain/engine/budget.py)")
     nan_policy: str = option("stop", "on a non-finite loss: stop or skip the step", choices=("stop", "skip"))
     log_every: int = option(20, "log training losses every N iterations")
 
@@ -161,7 +165,6 @@ class Config:
     """
 
     def __init__(self, sections: dict[str, Any] | None = None):
-        _ensure_all_sections()
         self._sections = {name: cls() for name, cls in SECTIONS.items()}
         if sections:
             self._sections.update(sections)
@@ -229,6 +232,8 @@ class Config:
         self._overridden.setdefault(dotted.partition(".")[0], (dotted, source))
 
     def set(self, dotted: str, value: Any, source: str = "<override>", base_dir: Path | None = None) -> None:
+        if _retired(dotted, value, source):
+            return
         section_name, _, key = dotted.partition(".")
         if section_name not in self._sections or not key:
             raise ConfigError(
@@ -274,9 +279,13 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     return value
 
 
-def _ensure_all_sections() -> None:
-    """Register the method sections too; their module is light (no torch), unlike the methods."""
-    import finegrain.method_config  # noqa: F401  (registers method sections)
+# The method sections too, so every Config knows every section. method_config is light (no torch) and
+# imports only config_fields, so this is no import circle.
+from finegrain import method_config  # noqa: E402,F401  (registers the method sections)
+
+# The core sections first in SECTIONS (so in `finegrain configs --keys` and config.yaml), whichever
+# module a process happened to import first.
+SECTIONS.update({name: SECTIONS.pop(name) for name in [n for n in SECTIONS if n not in CORE_SECTIONS]})
 
 
 def _check_keep_model(cfg: Config) -> None:
@@ -288,10 +297,12 @@ def _check_keep_model(cfg: Config) -> None:
 
 
 def _check_max_minutes(cfg: Config) -> None:
-    """A negative limit would end every run after its first iteration without saying why."""
-    minutes = cfg._sections["train"].max_minutes
-    if minutes < 0:
-        raise ConfigError(f"train.max_minutes={minutes!r}: must be >= 0 (0 = no limit)")
+    """A negative limit or budget would end every run after its first iteration without saying why."""
+    train = cfg._sections["train"]
+    for key in ("max_minutes", "budget_minutes"):
+        minutes = getattr(train, key)
+        if minutes < 0:
+            raise ConfigError(f"train.{key}={minutes!r}: must be >= 0 (0 = no limit)")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -332,7 +343,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def describe_sections(sections: tuple[str, ...] | None = None) -> list[tuple[str, str, Any, str]]:
     """(key, type, default, doc) rows for documentation and `finegrain configs --keys`: of every
     section, or of ``sections`` (a method's: ``finegrain.methods.sections_of(name)``)."""
-    _ensure_all_sections()
     rows = []
     for name, cls in SECTIONS.items():
         if sections is not None and name not in sections:

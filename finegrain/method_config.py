@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from finegrain.config import option, register_section
+from finegrain.config_fields import option, register_section
 
 #: generator widths: the FC map, then the 4 up-blocks (DFKD-FGVC's paper)
 PAPER_CHANNELS = (512, 256, 128, 64, 64)
@@ -25,13 +25,11 @@ PAPER_CHANNELS = (512, 256, 128, 64, 64)
 GENERATOR_ARCHITECTURES = ("attention", "upsample")
 #: what may sit before the generator's output tanh (:func:`finegrain.models.generator.make_output_norm`), or
 #: after it ("standardize")
-OUTPUT_NORMS = ("none", "batchnorm", "batchnorm_affine", "imagenorm", "standardize")
+OUTPUT_NORMS = ("none", "imagenorm", "standardize")
 #: the attention generator's ×2 up-blocks (:func:`finegrain.models.generator.upsampling_conv`)
 UPSAMPLINGS = ("transposed", "resize")
 #: CSDNet's self-distillation: which view teaches which (:mod:`finegrain.losses.self_distillation`)
 SSDT_DIRECTIONS = ("raw_to_aug", "aug_to_raw")
-#: CSDNet's queue contrastive loss per anchor (:class:`finegrain.losses.queue_contrastive.QueueContrastiveLoss`)
-QC_REDUCTIONS = ("sum", "mean")
 
 
 # ------------------------------------------------------------------- data-free building blocks
@@ -54,11 +52,6 @@ class DistillConfig:
     kl_direction: str = option("student_teacher", "KL(σ(S)‖σ(T)) as the paper writes it, or Hinton's KL(σ(T)‖σ(S))",
                                choices=("student_teacher", "teacher_student"))
     iterations_per_epoch: int = option(50, "iterations per epoch when train.iterations_per_epoch is 0 (spec: 50)")
-    critic_mode: str = option("eval", "student during synthesizer steps: eval (running BN stats) or train (batch stats, buffers restored)",
-                              choices=("eval", "train"))
-    channels_last: bool = option(False, "feed synthetic batches to teacher and student in channels-last memory layout: "
-                                        "~15 % faster student steps on the CPU (oneDNN; also a common GPU mixed-precision "
-                                        "speed-up), but other float rounding, so a seed's run differs from the default's")
     health_bn_every: int = option(4, "health/bn_loss (L_BN of the student's synthetic batches, a health signal) is "
                                      "measured on every N-th student batch, class coverage and confidence on every "
                                      "one: the moments cost 5-10 % of a student step on the CPU and change no "
@@ -68,24 +61,15 @@ class DistillConfig:
     # finegrain's practical settings (not the paper's; the paper's behaviour is each default)
     warmup_steps: int = option(0, "synthesizer-only steps before the first student step, so the student never "
                                   "learns from a fresh generator's images (finegrain; paper: 0)")
-    warmup_critic: bool = option(True, "during the warm-up steps, keep the terms that ask the student as critic "
-                                       "(DFKD-FGVC's and DFQ's -L_KD, CMI's adversary, DeepInversion's competition); "
-                                       "false drops them until the first student step: a student that has learnt "
-                                       "nothing disagrees with the teacher at random, and its forward and backward are "
-                                       "about a third of a synthesis step; methods whose synthesizer has no other "
-                                       "objective (DFAD, ZSKT, MAD) keep it (finegrain; true = warm-up as the other "
-                                       "synthesizer steps)")
     pool_size: int = option(0, "keep the last N synthesized images (FIFO) and draw student batches from them, "
                                "so each image teaches several times (finegrain; paper: 0 = a fresh batch per "
                                "student step; DeepInversion and CMI keep their own pools)")
-    pool_crop: float = option(1.0, "pool draws: random square crop of area fraction in [pool_crop, 1], resized "
-                                   "back (1 = no crop)")
     pool_flip: bool = option(True, "pool draws: mirror at random (turn off for digits or text)")
-    pool_mix: str = option("none", "pool draws: mix pairs of images of the batch, mixup (blend) or cutmix (paste a "
-                                   "box); the teacher labels the mixed image, so the student sees new inputs, each "
-                                   "with the teacher's own answer (finegrain; 'function matching')",
-                           choices=("none", "mixup", "cutmix"))
-    pool_mix_alpha: float = option(1.0, "pool_mix: the mixing ratio is drawn from Beta(alpha, alpha)")
+    pool_mix: str = option("none", "pool draws: cutmix pastes a box of one image of the batch into another (its "
+                                   "area a uniform fraction, torchvision's CutMix at alpha 1); the teacher labels the "
+                                   "mixed image, so the student sees new inputs, each with the teacher's own answer "
+                                   "(finegrain; 'function matching')",
+                           choices=("none", "cutmix"))
     student_bn: str = option("train", "student BatchNorm during student steps: train (batch statistics, running ones "
                                       "updated; paper) or frozen (running statistics used and kept bit for bit: "
                                       "a pretrained student keeps its real-image statistics)",
@@ -118,8 +102,7 @@ class GeneratorConfig:
                                             "for a target cross-entropy term (finegrain's practical setting, the CMI/"
                                             "Fast-DFKD habit of targeted synthesis; paper: an unconditional generator)")
     output_norm: str = option("none", "a normalization so a fresh generator already has photo-like contrast: before "
-                                      "the output tanh, affine-free BatchNorm (batchnorm) or with a learnt per-channel "
-                                      "scale and shift (batchnorm_affine), or per image over (C, H, W) (imagenorm: every image "
+                                      "the output tanh, per image over (C, H, W) (imagenorm: every image "
                                       "gets contrast, not just the batch); after it, affine-free BatchNorm in the teacher's "
                                       "normalized space (standardize, DAFL's and DFAD's generators: each channel's batch "
                                       "mean and std are the real data's, e.g. MNIST's dark background) (finegrain's "
@@ -132,12 +115,6 @@ class GeneratorConfig:
                                            "(transposed, the paper's DCGAN) or nearest-neighbour resize then a 3×3 "
                                            "conv (resize: no checkerboard texture, 4× the multiply-adds; finegrain's "
                                            "option)", choices=UPSAMPLINGS)
-    synthesis_crop: float = option(1.0, "during generator steps the teacher (and the student as critic) see a random "
-                                        "square crop of each image, area fraction in [synthesis_crop, 1], resized back "
-                                        "and mirrored at random, so the generator must put class evidence in every "
-                                        "part of an image, as DeepInversion's jitter and CMI's / Fast-DFKD's synthesis "
-                                        "augmentation do; the pool keeps the uncropped images; CMI keeps its own views "
-                                        "(finegrain; paper and default: 1, the whole image)")
     lr: float = option(1e-3, "generator Adam learning rate (paper: 1e-3)")
     betas: list = option([0.5, 0.999], "generator Adam betas (paper: 0.5, 0.999)")
     weight_decay: float = option(0.0, "generator weight decay")
@@ -191,9 +168,6 @@ class CSDNetConfig:
     ssdt_symmetric: bool = option(False, "SSDT: average of both directions, each teacher detached")
     queue_size: int = option(4096, "memory queue length (capped at 2 x training-set size) (spec)")
     margin: float = option(0.5, "contrastive margin xi: negatives above it are pushed apart (spec)")
-    qc_reduction: str = option("sum", "L_qc per anchor: sum over its pairs (spec: grows with the queue) or mean over its "
-                                      "positives and over its hard negatives (cross-batch memory's form)",
-                               choices=QC_REDUCTIONS)
     warmup_epochs: int = option(1, "epochs before the queue term starts (batch pairs only until then) (spec)")
     ddl_views: str = option("both", "which views' embeddings DDL compares and enqueues", choices=("both", "raw"))
     proj_hidden: int = option(512, "projection head hidden width (spec)")
@@ -219,20 +193,13 @@ class DFKDConfig:
                                      "generator seeks images the student gets wrong (paper: 1, implicit). The "
                                      "KL is unbounded, so the term can drive images away from anything digit- "
                                      "or photo-like")
-    first_bn_weight: float = option(1.0, "weight of the teacher's first BatchNorm layer in L_BN, the others 1: that "
-                                         "layer sees colour and low-level texture (DeepInversion's released code uses "
-                                         "10; paper: 1)")
     beta: float = option(10.0, "β: weight of L_MHAD in the student objective (paper: 10)")
     gamma: float = option(8.0, "γ: weight of L_SFCL in the student objective (paper: 8)")
     mhad: bool = option(True, "use mixed high-order attention distillation (ablation switch)")
     sfcl: bool = option(True, "use semantic feature contrast learning (ablation switch)")
-    onehot: float = option(0.0, "finegrain's practical prior, not the paper's: weight of CE(teacher logits, their "
-                                "argmax) in the generator objective (confident images; paper: 0)")
     target_ce: float = option(0.0, "finegrain's practical prior, not the paper's: weight of CE(teacher logits, the "
                                    "batch's target classes) in the generator objective; needs "
                                    "generator.class_conditional (paper: 0)")
-    balance: float = option(0.0, "finegrain's practical prior, not the paper's: weight of log K − H(batch-mean "
-                                 "teacher prediction) in the generator objective (every class covered; paper: 0)")
 
 
 @register_section("mhad")

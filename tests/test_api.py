@@ -51,22 +51,19 @@ def test_override_keywords_map_to_config_keys(tmp_path):
 
 def test_data_free_practical_keys_reach_the_config_under_both_spellings():
     """The keys the README names for data-free runs, as ``finegrain distill`` (dots) and Python (``__``) pass them."""
-    cfg = build_config("oxford17_dfkd_cpu", {"distill__warmup_critic": False, "distill.student_ema": 0.999})
-    assert (cfg.distill.warmup_critic, cfg.distill.student_ema) == (False, 0.999)
-    assert build_config("oxford17_dfkd_cpu").distill.warmup_critic is True  # the shipped config keeps the critic
-    with pytest.raises(ConfigError, match="distill.warmup_critic must be bool, got 'maybe'"):
-        build_config(None, {"distill__warmup_critic": "maybe"})
+    for key in ("distill__student_ema", "distill.student_ema"):
+        assert build_config("datafree_practical", {key: 0.999}).distill.student_ema == 0.999
+    assert build_config("datafree_practical").distill.student_ema == 0.0  # the shipped config: the live student
+    with pytest.raises(ConfigError, match="distill.student_ema must be float, got 'maybe'"):
+        build_config(None, {"distill__student_ema": "maybe"})
 
 
 def test_synthesis_options_reach_the_config_under_both_spellings():
-    """The README's three synthesis options, as ``finegrain distill`` (dots) and Python (``__``) pass
-    them; every shipped data-free config keeps the paper's behaviour."""
-    cfg = build_config("oxford17_dfkd_cpu", {"generator__upsampling": "resize", "generator.synthesis_crop": 0.5,
-                                             "dfkd__first_bn_weight": 10.0})
-    assert (cfg.generator.upsampling, cfg.generator.synthesis_crop, cfg.dfkd.first_bn_weight) == ("resize", 0.5, 10.0)
-    shipped = build_config("oxford17_dfkd_cpu")
-    assert (shipped.generator.upsampling, shipped.generator.synthesis_crop, shipped.dfkd.first_bn_weight) == (
-        "transposed", 1.0, 1.0)
+    """The README's synthesis option ``generator.upsampling``, as ``finegrain distill`` (dots) and
+    Python (``__``) pass it; the default is the paper's transposed convs."""
+    for key in ("generator__upsampling", "generator.upsampling"):
+        assert build_config(None, {key: "resize"}).generator.upsampling == "resize"
+    assert build_config(None).generator.upsampling == "transposed"
     with pytest.raises(ConfigError, match="generator.upsampling"):
         build_config(None, {"generator.upsampling": "bilinear"})
 
@@ -89,10 +86,10 @@ def test_freeze_through_reaches_the_config_under_both_spellings():
 
 def test_time_limit_and_health_sampling_reach_the_config_under_both_spellings():
     """The README's ``train.max_minutes`` and ``distill.health_bn_every``, as the CLI (dots) and Python (``__``) pass them."""
-    shipped = build_config("oxford17_dfkd_cpu")
+    shipped = build_config("datafree_practical")
     assert (shipped.train.max_minutes, shipped.distill.health_bn_every) == (0.0, 4)
     for limit, every in (("train__max_minutes", "distill__health_bn_every"), ("train.max_minutes", "distill.health_bn_every")):
-        cfg = build_config("oxford17_dfkd_cpu", {limit: 6.5, every: 1})
+        cfg = build_config("datafree_practical", {limit: 6.5, every: 1})
         assert (cfg.train.max_minutes, cfg.distill.health_bn_every) == (6.5, 1)
     with pytest.raises(ConfigError, match="train.max_minutes must be float, got 'soon'"):
         build_config(None, {"train__max_minutes": "soon"})
@@ -120,7 +117,7 @@ def test_readme_python_api_block_runs(tmp_path, monkeypatch, capsys):
         "generator": {"channels": [32, 16, 16, 8, 8], "noise_dim": 16}})
     code = readme_api_block()
     for real, tiny in ((REAL_ROOT, str(root)), ('"oxford17_cpu"', repr(train_cfg)),
-                       ('"oxford17_dfkd_cpu"', repr(distill_cfg)), ('"resnet18"', '"test_efficientnet"')):
+                       ('"datafree_practical"', repr(distill_cfg)), ('"resnet18"', '"test_efficientnet"')):
         assert real in code, f"README's API block no longer mentions {real}"
         code = code.replace(real, tiny)
     monkeypatch.chdir(tmp_path)

@@ -37,6 +37,17 @@ def test_wrong_type_and_choice():
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
 
 
+def test_removed_keys_load_from_old_runs_only_at_their_old_default():
+    """Run folders written before docs/history/options-that-lost.md store every key, the removed ones too."""
+    old_run = {"distill": {"student": "resnet18", "critic_mode": "eval", "channels_last": False, "pool_crop": 1},
+               "dfkd": {"first_bn_weight": 1.0, "onehot": 0.0}, "csdnet": {"qc_reduction": "sum"}}
+    cfg = Config.from_dict(old_run, "run/config.yaml")
+    assert cfg.distill.student == "resnet18" and not hasattr(cfg.distill, "critic_mode")
+    for dotted, value in (("distill.pool_crop", 0.8), ("distill.warmup_critic", False), ("distill.pool_crop", True)):
+        with pytest.raises(ConfigError, match=rf"{dotted}={value!r}: the key was removed.*options-that-lost"):
+            load_config(None, [f"{dotted}={str(value).lower()}"])
+
+
 def test_override_syntax():
     assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
     with pytest.raises(ConfigError, match="section.key=value"):

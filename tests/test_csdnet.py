@@ -121,19 +121,15 @@ def test_margin_loss_counts_only_negatives_above_margin():
     assert loss(a, torch.tensor([0]), at_angle(0.7), torch.tensor([0])).item() == pytest.approx(0.3, abs=1e-5)
 
 
-def test_mean_reduction_does_not_grow_with_the_queue_and_sum_does():
+def test_loss_sums_over_the_pairs_so_it_grows_with_the_queue():
     a = torch.tensor([[1.0, 0.0]])
     at_angle = lambda s: torch.tensor([[s, (1 - s * s) ** 0.5]])  # noqa: E731  cosine similarity s with a
     negative, positive = at_angle(0.7), at_angle(0.8)
     short = (torch.cat([negative, positive]), torch.tensor([1, 0]))
     long = (torch.cat([negative] * 10 + [positive] * 10), torch.tensor([1] * 10 + [0] * 10))
-    summed, mean = QueueContrastiveLoss(0.5, "sum"), QueueContrastiveLoss(0.5, "mean")
+    summed = QueueContrastiveLoss(0.5)
     assert summed(a, torch.tensor([0]), *short).item() == pytest.approx(0.7 + 0.2, abs=1e-5)
     assert summed(a, torch.tensor([0]), *long).item() == pytest.approx(10 * (0.7 + 0.2), abs=1e-4)
-    assert mean(a, torch.tensor([0]), *short).item() == pytest.approx(0.7 + 0.2, abs=1e-5)
-    assert mean(a, torch.tensor([0]), *long).item() == pytest.approx(0.7 + 0.2, abs=1e-5)
-    with pytest.raises(ValueError, match="'max'"):
-        QueueContrastiveLoss(0.5, "max")
 
 
 # ------------------------------------------------------------------------------------------ SSDT

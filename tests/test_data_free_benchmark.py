@@ -1,141 +1,103 @@
-"""benchmarks/data_free.py: the equal-wall-clock arithmetic and the best-baseline choice (no training)."""
+"""benchmarks/data_free.py: every row is a shipped recipe, a method and at most a paper's ablation
+switch; the benchmark runs through the harness and writes one JSON (no training here)."""
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
 
-from conftest import committed_result, load_benchmark
+from benchmarks import data_free as bench
+from benchmarks import harness
+from conftest import make_imagefolder
+from finegrain.commands._common import packaged_config
+from finegrain.config import load_config
+from test_harness import fake_runner
 
 
-@pytest.fixture(scope="module")
-def bench():
-    return load_benchmark("data_free")
-
-
-def test_budget_minus_fixed_costs_over_step_time(bench):
-    assert bench.plan_iterations(360, 60, 0.5) == 600
-    assert bench.plan_iterations(360, 60, 0.7) == 428          # floor: never over the budget
-    assert bench.plan_iterations(12, 30, 0.5) == 1             # fixed costs alone exceed the budget
-    assert bench.plan_iterations(12, 30, 0.5, minimum=3) == 3
-    with pytest.raises(ValueError):
-        bench.plan_iterations(360, 0, 0)
-
-
-def test_runs_stop_by_the_wall_clock_before_the_final_evaluation(bench):
-    assert bench.time_limit_minutes(360) == pytest.approx((360 - bench.EVAL_RESERVE_S) / 60)
-    assert bench.time_limit_minutes(12) == pytest.approx(0.1)    # --quick: at least half the budget
-    assert bench.OVERPLAN > 1  # scheduled past the probe's estimate, so the limit, not the schedule, ends a run
-
-
-def test_step_time_skips_the_first_iteration_and_epoch_boundaries(bench):
-    # iteration 1 ends at 10 s (set-up, warm-up), then 0.5 s each; 3 per epoch, 2 s at the epoch boundary
-    ends = [10.0, 10.5, 11.0, 13.0, 13.5, 14.0]
-    assert bench.step_seconds(ends, 3) == pytest.approx(0.5)
-    assert bench.step_seconds([1.0, 2.0, 4.0], 3) == pytest.approx(1.5)
-    with pytest.raises(ValueError):
-        bench.step_seconds([1.0], 3)
-
-
-def test_real_data_epochs_hold_at_most_one_pass(bench):
-    assert bench.split_epochs(100, 1) == (1, 100)
-    assert bench.split_epochs(100, 1, per_epoch_cap=42) == (3, 33)   # 680 // 16 = 42 batches per pass
-    assert bench.split_epochs(30, 1, per_epoch_cap=42) == (1, 30)
-    assert bench.split_epochs(100, 4) == (4, 25)
-
-
-def test_best_baseline_is_chosen_by_seed0_val_never_test(bench):
-    rows = [
-        {"variant": "dfad", "seed": 0, "val_top1": 20.0, "test_top1": 40.0},
-        {"variant": "deepinversion", "seed": 0, "val_top1": 30.0, "test_top1": 10.0},
-        {"variant": "dfq", "seed": 1, "val_top1": 90.0, "test_top1": 90.0},      # not seed 0
-        {"variant": "dfkd-fgvc", "seed": 0, "val_top1": 99.0, "test_top1": 99.0},  # not a baseline
-        {"variant": "zskt", "seed": 0, "val_top1": None, "test_top1": 50.0},
-    ]
-    names = ["deepinversion", "dfad", "dfq", "zskt"]
-    assert bench.pick_best_baseline(rows, names) == "deepinversion"
-    tie = [{"variant": "zskt", "seed": 0, "val_top1": 5.88}, {"variant": "cmi", "seed": 0, "val_top1": 5.88}]
-    assert bench.pick_best_baseline(tie, ["cmi", "zskt"]) == "cmi"    # ties: first in name order
-    assert bench.pick_best_baseline([], names) is None
-
-
-def test_summary_and_plain_verdict(bench):
-    rows = [{"variant": "dfkd-fgvc", "seed": s, "test_top1": t, "val_top1": t} for s, t in enumerate([10.0, 12.0, 14.0])]
-    rows += [{"variant": "dfad", "seed": 0, "test_top1": 20.0, "val_top1": 19.0}]
-    summary = bench.summarize(rows)
-    assert summary["dfkd-fgvc"]["test_top1_mean"] == pytest.approx(12.0)
-    assert summary["dfkd-fgvc"]["test_top1_std"] == pytest.approx(2.0)
-    assert summary["dfkd-fgvc"]["seeds"] == [0, 1, 2]
-    assert summary["dfad"]["test_top1_std"] is None
-    lines = bench.verdict(summary)
-    assert "beat dfad" in lines[0] and "NO" in lines[0]
-    assert "not both run" in lines[1]
-
-
-def test_every_data_free_method_is_a_variant_and_baselines_exclude_dfkd(bench):
+def test_every_row_names_a_shipped_recipe_that_loads_and_binds_its_method():
     from finegrain import methods
 
-    table = bench.variants()
+    table = bench.rows()
     data_free = {i.name for i in methods.available() if not i.cls.needs_train_data}
-    assert data_free <= set(table) and {"kd", "supervised", *bench.ABLATIONS} <= set(table)
-    base = bench.baselines(table)
-    assert "dfad" in base and "deepinversion" in base
-    assert not {"dfkd-fgvc", "kd", "supervised", *bench.ABLATIONS} & set(base)
-    assert "dfkd-fgvc-sam" not in base
+    assert data_free - {bench.MAIN} <= set(table) and set(bench.DFKD_ROWS) <= set(table) and "kd" in table
+    for name, (recipe, method, ablation) in table.items():
+        assert packaged_config(recipe).parent.name == "configs", f"{name}: {recipe} is not a shipped recipe"
+        load_config(packaged_config(recipe))
+        cfg = harness.Run(name, recipe, method, budget_minutes=6.0, teacher="/t", data="/d", ablation=ablation).check()
+        assert cfg.method.name == method and cfg.train.budget_minutes == 6.0
+    assert table["dfkd-fgvc"][:2] == ("datafree_paper", "dfkd-fgvc")          # the paper's method, its name
+    assert table["dfkd-fgvc-practical"][:2] == ("datafree_practical", "dfkd-fgvc")
+    assert table["dfad"] == ("datafree_practical", "dfad", None) and table["kd"][1] == "kd"
+    assert {n: a for n, (_, _, a) in table.items() if a} == {
+        "dfkd-fgvc-no-sam": "no-sam", "dfkd-fgvc-no-mhad": "no-mhad", "dfkd-fgvc-no-sfcl": "no-sfcl"}
 
 
-def test_the_sam_ablation_flips_whatever_the_main_row_runs(bench):
-    """PRACTICAL runs DFKD-FGVC without its SAM, so the ablation puts the paper's λ back after it;
-    --no-practical keeps the paper's SAM, so the ablation is the paper's own λ = 0."""
-    from finegrain.config import load_config
-
-    practical, paper = bench.variants(practical=True), bench.variants(practical=False)
-    assert "dfkd-fgvc-sam" in practical and "dfkd-fgvc-lambda0" not in practical
-    assert "dfkd-fgvc-lambda0" in paper and "dfkd-fgvc-sam" not in paper
-    args = bench.parse_args([])
-    main = load_config(bench.DISTILL_CONFIG, bench.method_overrides(args, "dfkd-fgvc", []))
-    sam = load_config(bench.DISTILL_CONFIG, bench.method_overrides(args, "dfkd-fgvc", practical["dfkd-fgvc-sam"][1]))
-    assert (main.generator.attention_lambda, sam.generator.attention_lambda) == (0.0, 0.05)
-    assert main.generator.lr == sam.generator.lr == 0.002
-    args = bench.parse_args(["--no-practical"])
-    main = load_config(bench.DISTILL_CONFIG, bench.method_overrides(args, "dfkd-fgvc", []))
-    ablated = load_config(bench.DISTILL_CONFIG, bench.method_overrides(args, "dfkd-fgvc", paper["dfkd-fgvc-lambda0"][1]))
-    assert (main.generator.attention_lambda, ablated.generator.attention_lambda) == (0.05, 0.0)
+def test_an_ablation_changes_its_switch_and_nothing_else():
+    full = harness.Run("dfkd-fgvc", "datafree_paper", "dfkd-fgvc").check().to_dict()
+    for name, (key, value) in [(a, harness.ABLATIONS[a]) for a in ("no-sam", "no-mhad", "no-sfcl")]:
+        ablated = harness.Run("x", "datafree_paper", "dfkd-fgvc", ablation=name).check().to_dict()
+        section, field = key.split(".")
+        assert ablated[section][field] == value != full[section][field]
+        ablated[section][field] = full[section][field]
+        ablated["train"]["run_name"] = full["train"]["run_name"]
+        assert ablated == full, name
 
 
-def test_quick_defaults_and_overrides(bench):
+def test_the_script_holds_no_override_lists_and_no_probes():
+    assert harness.override_literals(bench.__file__) == []
+    gone = {"BASELINE", "OVERPLAN", "EVAL_RESERVE_S", "plan_iterations", "step_seconds", "time_limit_minutes",
+            "split_epochs", "budget_overrides"}
+    assert not gone & set(vars(bench))
+    assert isinstance(bench.PRACTICAL, str) and isinstance(bench.PAPER, str)   # recipe names, not lists
+
+
+def test_a_method_with_a_recipe_of_its_own_runs_it(monkeypatch):
+    monkeypatch.setattr(harness, "recipe_shipped", lambda name: name == "datafree_practical_deepinversion")
+    assert bench.recipe_for("datafree_practical", "deepinversion") == "datafree_practical_deepinversion"
+    assert bench.recipe_for("datafree_practical", "dfad") == "datafree_practical"
+
+
+def test_arguments_quick_full_and_unknown_rows():
     args = bench.parse_args(["--quick"])
-    assert (args.minutes, args.seeds, args.teacher_epochs, args.probe_iterations) == (0.2, 1, 1, 3)
-    args = bench.parse_args(["--quick", "--seeds", "2", "--set", "optim.lr=0.01"])
-    assert args.seeds == 2
-    assert bench.method_overrides(args, "dfad", [])[-1] == "optim.lr=0.01"
-    assert bench.method_overrides(args, "dfad", [])[: len(bench.PRACTICAL)] == bench.PRACTICAL
-    assert bench.method_overrides(args, "kd", []) == []
-    args = bench.parse_args(["--no-practical"])
-    assert (args.minutes, args.seeds) == (6.0, 3)
-    assert bench.method_overrides(args, "dfkd-fgvc", ["dfkd.mhad=false"]) == bench.PAPER + ["dfkd.mhad=false"]
-    assert "generator.class_conditional=false" in bench.method_overrides(args, "dfad", [])
+    assert (args.rows, args.budget, args.seeds, args.teacher_budget) == (bench.QUICK_ROWS, 0.5, [0], 0.5)
+    assert args.out.endswith("benchmarks/results/data_free.quick.json")
+    assert bench.parse_args(["--quick", "--budget", "1", "--seeds", "3"]).budget == 1.0
+    args = bench.parse_args([])
+    assert (args.budget, args.seeds, args.jobs, args.teacher_budget) == (6.0, [0, 1, 2], 1, 0.0)
+    assert args.out.endswith("benchmarks/data_free.result.json") and args.rows == list(bench.rows())
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--rows", "dfkd-fgvc-sam"])
 
 
-#: keys of ``oxford17_dfkd_cpu`` that ``--no-practical`` rightly keeps: where the data and model
-#: come from, the equal-wall-clock budget the benchmark sets itself, and CPU sizes
-KEPT_BY_NO_PRACTICAL = {
-    "method.name", "distill.student", "distill.student_pretrained_file", "distill.generator_steps",
-    "distill.student_steps", "distill.iterations_per_epoch", "generator.channels", "optim.name",
-    "optim.momentum", "optim.weight_decay", "schedule.name",
-}
+def test_plan_is_seed_major_and_the_teacher_is_its_recipe(tmp_path):
+    args = bench.parse_args(["--rows", "dfkd-fgvc-no-mhad", "dfad", "--seeds", "0", "1", "--budget", "2"])
+    runs = bench.plan(args, bench.rows(), "/teacher", tmp_path)
+    assert [(r.name, r.seed) for r in runs] == [("dfkd-fgvc-no-mhad", 0), ("dfad", 0), ("dfkd-fgvc-no-mhad", 1), ("dfad", 1)]
+    assert all(r.budget_minutes == 2.0 and r.teacher == "/teacher" for r in runs)
+    assert runs[0].ablation == "no-mhad" and runs[1].ablation is None
+    teacher = bench.teacher_run(args, tmp_path)
+    assert (teacher.recipe, teacher.method, teacher.budget_minutes, teacher.teacher) == ("oxford17_cpu", "supervised", 0.0, None)
 
 
-def test_no_practical_resets_every_practical_key_of_the_base_config(bench):
-    """A practical key added to the config must be added to PAPER (or, knowingly, to the list above)."""
-    import yaml
-
-    config = yaml.safe_load(bench.DISTILL_CONFIG.read_text())
-    keys = {f"{section}.{key}" for section, values in config.items() if section not in ("data", "train")
-            for key in values}
-    reset = {override.split("=", 1)[0] for override in bench.PAPER}
-    assert keys - KEPT_BY_NO_PRACTICAL - reset == set()
-
-
-@pytest.mark.parametrize("name", ["data_free", "data_free_cars196"])
-def test_committed_results_keep_the_comparable_shape(name):
-    committed_result(name, "data_free")
+def test_the_benchmark_writes_one_json_with_its_command(tmp_path):
+    data = make_imagefolder(tmp_path / "data", counts={"train": 2, "val": 1, "test": 1})
+    out = tmp_path / "data_free.result.json"
+    argv = ["--data", str(data), "--rows", "dfkd-fgvc", "dfkd-fgvc-practical", "dfad", "--seeds", "0", "1",
+            "--workdir", str(tmp_path / "w"), "--out", str(out)]
+    result = bench.main(argv, runner=fake_runner({"dfkd-fgvc": 20.0, "dfkd-fgvc-practical": 40.0, "dfad": 10.0}))
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["argv"] == ["benchmarks/data_free.py", *argv] and result["complete"]
+    assert result["command"] == "python -m benchmarks.data_free " + shlex.join(argv)
+    assert not harness.partial_path(out).exists()
+    assert result["teacher"]["run_dir"] == str((tmp_path / "w" / "runs" / "teacher-s0").resolve())
+    assert [(r["variant"], r["seed"]) for r in result["runs"]] == [
+        ("dfkd-fgvc", 0), ("dfkd-fgvc-practical", 0), ("dfad", 0), ("dfkd-fgvc", 1), ("dfkd-fgvc-practical", 1), ("dfad", 1)]
+    for row in result["runs"]:
+        assert set(harness.ROW_FIELDS) <= set(row) and row["teacher_test_top1"] == 30.0
+        assert row["budget_minutes"] == 6.0 and row["recipe"] == result["rows"][row["variant"]]["recipe"]
+    summary = {r["variant"]: r for r in result["summary"]}
+    assert summary["dfkd-fgvc-practical"]["test_top1_mean"] == 40.5 and summary["dfad"]["seeds"] == [0, 1]
+    pair = next(p for p in result["paired"] if (p["a"], p["b"]) == ("dfkd-fgvc-practical", "dfad"))
+    assert pair["mean_difference"] == 30.0 and pair["wins"] == 2

@@ -278,7 +278,8 @@ def test_tiny_end_to_end_distill_through_the_cli(teacher_run, name, capsys):
     from finegrain.inference import classifier_from_checkpoint
 
     data, root, teacher = teacher_run
-    code = main(["distill", "--teacher", str(teacher), "--student", "test_resnet", "--method", name,
+    code = main(["distill", "--config", "datafree_paper", "--teacher", str(teacher), "--student", "test_resnet",
+                 "--method", name,
                  "--eval-data", str(data), "--out", str(root / "cli"), "--name", name, "--epochs", "1",
                  "train.accelerator=cpu", "train.iterations_per_epoch=1", "distill.generator_steps=1",
                  "distill.student_steps=1", "data.batch_size=4", "data.num_workers=0", "generator.noise_dim=16",

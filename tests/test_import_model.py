@@ -94,7 +94,8 @@ def test_eval_predict_export_and_report_take_the_folder(foreign, tmp_path, capsy
 
 
 def test_distill_takes_the_imported_folder_as_teacher(foreign, tmp_path):
-    args = ["distill", "--teacher", str(foreign["folder"]), "--student", "test_efficientnet", "--eval-data",
+    args = ["distill", "--config", "datafree_paper", "--teacher", str(foreign["folder"]), "--student",
+            "test_efficientnet", "--eval-data",
             str(foreign["eval_only"]), "--out", str(tmp_path), "--name", "student", "--accelerator", "cpu",
             "--epochs", "1", "data.batch_size=4", "data.num_workers=0", "distill.generator_steps=1",
             "distill.student_steps=1", "train.iterations_per_epoch=2", "generator.channels=[32,16,16,8,8]",

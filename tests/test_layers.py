@@ -10,7 +10,12 @@ or below, never above. Rules (docs/architecture.md says why):
 * imports under ``if TYPE_CHECKING:`` count like any other: an annotation naming a class of a
   higher layer is the same knowledge of that layer;
 * ``finegrain`` itself (the root: ``__version__``) is in the bottom layer for whoever imports it,
-  so its module level may import nothing of ``finegrain``.
+  so its module level may import nothing of ``finegrain``;
+* an import of a ``finegrain`` module that no layer holds is a failure, not a pass: map it first;
+* no import circle: the imports of the whole package form no cycle, module-level ones and lazy
+  ones alike (a lazy import back is still a circle, only one that fails later and more rarely),
+  except the lazy imports the interface layer and the root may make of anything, and those under
+  ``if TYPE_CHECKING:``, which never run.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "finegrain"
 
 #: bottom first; a module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("finegrain", "finegrain.errors", "finegrain.config", "finegrain.method_config", "finegrain.environment")),
+    ("core", ("finegrain", "finegrain.errors", "finegrain.config_fields", "finegrain.config", "finegrain.method_config",
+              "finegrain.environment")),
     ("blocks", ("finegrain.data", "finegrain.models", "finegrain.losses")),
     ("runtime", ("finegrain.engine", "finegrain.inference")),
     ("datafree", ("finegrain.datafree",)),
@@ -126,6 +132,8 @@ def violations() -> tuple[list[str], set[tuple[str, str]]]:
     problems, pending_seen = [], set()
     for module, path in MODULES.items():
         own = layer_of(module)
+        if own is None:
+            continue  # test_every_module_has_a_layer names it
         for target, line, in_function in imports_of(module, ast.parse(path.read_text(), str(path))):
             if in_function and (own in LAZY_ANYTHING or module == "finegrain"):
                 continue
@@ -134,7 +142,11 @@ def violations() -> tuple[list[str], set[tuple[str, str]]]:
                                 f"at module level (every import of finegrain would load it)")
                 continue
             theirs = layer_of(target)
-            if theirs is None or RANK[theirs] <= RANK[own]:
+            if theirs is None:
+                problems.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {module} imports {target}, which no "
+                                f"layer holds (add it to LAYERS here and to docs/architecture.md)")
+                continue
+            if RANK[theirs] <= RANK[own]:
                 continue
             if (module, target) in PENDING:
                 pending_seen.add((module, target))
@@ -142,6 +154,98 @@ def violations() -> tuple[list[str], set[tuple[str, str]]]:
             problems.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {module} (layer {own}) imports "
                             f"{target} (layer {theirs}, above)")
     return problems, pending_seen
+
+
+def runtime_imports(importer: str, tree: ast.Module):
+    """(imported module, line, inside a function) for each finegrain import of ``importer`` that can
+    run: not those under ``if TYPE_CHECKING:``.
+
+    Importing ``finegrain.a.b`` first runs ``finegrain/a/__init__.py``, so a package above the target
+    counts too, unless the importer is inside it (then it is already being imported)."""
+
+    def type_checking(test: ast.expr) -> bool:
+        return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+    def walk(nodes, in_function):
+        for node in nodes:
+            if isinstance(node, ast.If) and type_checking(node.test):
+                yield from walk(node.orelse, in_function)
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for target in imported_modules(importer, node):
+                    parts = target.split(".")
+                    for depth in range(2, len(parts)):
+                        package = ".".join(parts[:depth])
+                        if package in MODULES and not importer.startswith(package + "."):
+                            yield package, node.lineno, in_function
+                    yield target, node.lineno, in_function
+                continue
+            inner = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            yield from walk(ast.iter_child_nodes(node), inner)
+
+    yield from walk(tree.body, False)
+
+
+def import_graph() -> dict[str, dict[str, int]]:
+    """module -> {finegrain module it imports: line of the import} (see the module docstring's rules)."""
+    graph = {}
+    for module, path in MODULES.items():
+        edges = graph.setdefault(module, {})
+        free = module == "finegrain" or layer_of(module) in LAZY_ANYTHING
+        for target, line, in_function in runtime_imports(module, ast.parse(path.read_text(), str(path))):
+            if target in MODULES and target != module and not (in_function and free):
+                edges.setdefault(target, line)
+    return graph
+
+
+def import_cycles() -> list[str]:
+    """One cycle, written out with the line of each import, per strongly connected group of modules
+    (Tarjan's algorithm over :func:`import_graph`)."""
+    graph = import_graph()
+    index, low, on_stack, stack, groups = {}, {}, set(), [], []
+
+    def connect(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in graph[module]:
+            if target not in index:
+                connect(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                groups.append(set(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            connect(module)
+    cycles = []
+    for group in groups:
+        start = min(group)
+        paths = {start: [start]}  # breadth first inside the group, back to the start
+        queue, cycle = [start], None
+        while queue and cycle is None:
+            module = queue.pop(0)
+            for target in sorted(graph[module]):
+                if target == start:
+                    cycle = paths[module] + [start]
+                    break
+                if target in group and target not in paths:
+                    paths[target] = paths[module] + [target]
+                    queue.append(target)
+        hops = [f"{a} ({MODULES[a].relative_to(PACKAGE.parent)}:{graph[a][b]})" for a, b in zip(cycle, cycle[1:])]
+        cycles.append(" -> ".join(hops + [start]))
+    return cycles
 
 
 def test_no_module_reaches_into_another_packages_private_names():
@@ -154,6 +258,11 @@ def test_no_module_reaches_into_another_packages_private_names():
 def test_every_module_has_a_layer():
     unmapped = [m for m in MODULES if layer_of(m) is None]
     assert not unmapped, f"modules without a layer (add them to LAYERS here and to docs/architecture.md): {unmapped}"
+
+
+def test_no_import_circle():
+    cycles = import_cycles()
+    assert not cycles, "imports that go round in a circle:\n" + "\n".join(cycles)
 
 
 def test_imports_point_down_the_layers():
@@ -200,3 +309,40 @@ def test_lazy_imports_are_free_in_the_interface_layer_only(tmp_path, monkeypatch
              "data/__init__.py": "", "data/views.py": lazy}
     problems = _check(files, tmp_path, monkeypatch)
     assert len(problems) == 1 and "finegrain.data.views (layer blocks) imports finegrain.engine.loop" in problems[0]
+
+
+def test_the_checker_fails_an_import_no_layer_holds(tmp_path, monkeypatch):
+    files = {"__init__.py": "", "nowhere.py": "", "data/__init__.py": "",
+             "data/views.py": "from finegrain.nowhere import thing\n"}
+    problems = _check(files, tmp_path, monkeypatch)
+    assert len(problems) == 1 and "finegrain.data.views imports finegrain.nowhere, which no layer holds" in problems[0]
+
+
+@pytest.mark.parametrize("back, circle", [
+    ("from finegrain.config import Config\n", True),                                  # module level
+    ("import dataclasses\nclass A:\n    from finegrain import config\n", True),      # in a class body
+    ("def f():\n    from finegrain.config import Config\n", True),                   # lazy: still a circle
+    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from finegrain.config import Config\n", False),
+    ("from finegrain.errors import ConfigError\n", False),                            # no way back
+])
+def test_the_checker_names_an_import_circle(back, circle, tmp_path, monkeypatch):
+    files = {"__init__.py": "", "errors.py": "", "config.py": "from finegrain import method_config\n",
+             "method_config.py": back, "data/__init__.py": "from finegrain.data.views import crop\n",
+             "data/views.py": "from finegrain.errors import DataError\n",
+             "cli.py": "def main():\n    from finegrain.commands import train\n",          # the interface layer's
+             "commands/__init__.py": "", "commands/train.py": "from finegrain import cli\n"}  # lazy imports are free
+    _check(files, tmp_path, monkeypatch)
+    cycles = import_cycles()
+    assert bool(cycles) == circle
+    if circle:
+        assert cycles == ["finegrain.config (finegrain/config.py:1) -> finegrain.method_config "
+                          f"(finegrain/method_config.py:{back.count(chr(10))}) -> finegrain.config"]
+
+
+def test_a_package_above_the_imported_module_counts_in_a_circle(tmp_path, monkeypatch):
+    """``from finegrain.data.views import x`` runs ``finegrain/data/__init__.py`` first."""
+    files = {"__init__.py": "", "errors.py": "from finegrain.data.views import crop\n",
+             "data/__init__.py": "from finegrain.errors import DataError\n", "data/views.py": ""}
+    _check(files, tmp_path, monkeypatch)
+    assert import_cycles() == ["finegrain.data (finegrain/data/__init__.py:1) -> finegrain.errors "
+                               "(finegrain/errors.py:1) -> finegrain.data"]

@@ -11,7 +11,8 @@ import yaml
 
 from conftest import make_imagefolder, tiny_config
 from finegrain import methods
-from finegrain.config import CORE_SECTIONS, SECTIONS, Config, load_config
+from finegrain.config import CORE_SECTIONS, Config, load_config
+from finegrain.config_fields import SECTIONS
 from finegrain.errors import ConfigError
 
 SHIPPED = sorted((Path(__file__).resolve().parent.parent / "finegrain" / "configs").glob("*.yaml"))
@@ -91,8 +92,8 @@ def test_override_of_a_foreign_section_is_one_line_naming_key_and_method(teacher
 
 
 def test_sections_a_file_sets_for_other_methods_are_ignored():
-    # oxford17_dfkd_cpu holds dfkd settings and deepinversion ones: one file, several methods
-    cfg = load_config(SHIPPED[[p.stem for p in SHIPPED].index("oxford17_dfkd_cpu")], ["method.name=deepinversion"])
+    # datafree_practical holds dfkd settings and deepinversion ones: one file, several methods
+    cfg = load_config(SHIPPED[[p.stem for p in SHIPPED].index("datafree_practical")], ["method.name=deepinversion"])
     methods.bind_config(cfg)
     assert "dfkd" not in cfg.to_dict() and cfg.deepinversion.steps_per_batch == 30
     lenient = load_config(None, ["csdnet.alpha=0.5"], strict=False)  # scripts giving one list to many methods

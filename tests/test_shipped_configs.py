@@ -28,7 +28,8 @@ def test_demo_stage_configs(tmp_path):
         cfg = demo.stage_config(stage, tmp_path, tmp_path / "runs", "t", 1, teacher)
         assert cfg.train.epochs == 1 and cfg.train.run_name == f"demo-t-{stage}"
     distill = demo.stage_config("distill", tmp_path, tmp_path, "t", None, teacher)
-    assert distill.distill.teacher == teacher and distill.train.max_minutes == demo.DISTILL_MINUTES < 7
+    assert distill.distill.teacher == teacher and distill.train.max_minutes == demo.DISTILL_MINUTES < 10
+    assert distill.distill.student == "efficientnet_lite0" and distill.train.budget_minutes == 0  # a fixed schedule
     assert demo.stage_config("supervised", tmp_path, tmp_path, "t", None, None).train.max_minutes == 0
     assert demo.stage_config("csdnet", tmp_path, tmp_path, "t", None, None).data.few_shot_k == 5
 

@@ -20,7 +20,7 @@ MNIST_MEAN, MNIST_STD = [0.1307] * 3, [0.3081] * 3
 @pytest.mark.parametrize("image_size", [32, 30])
 def test_upsample_generator_shape_grey_channels_and_gradient(image_size):
     torch.manual_seed(0)
-    generator = UpsampleGenerator(image_size, 16, [16, 8], output_norm="batchnorm", grayscale=True)
+    generator = UpsampleGenerator(image_size, 16, [16, 8], output_norm="imagenorm", grayscale=True)
     images = generator(torch.randn(6, 16))
     assert images.shape == (6, 3, image_size, image_size)
     assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 0], images[:, 2])
@@ -40,8 +40,8 @@ def test_upsample_generator_paints_no_transposed_conv_checkerboard():
         cells = images.unfold(1, 2, 2).unfold(2, 2, 2).reshape(64, -1, 4)  # the 4 positions of each 2×2 cell
         per_position = cells.mean(dim=(0, 1))
         return float(per_position.std() / images.std())
-    upsample = UpsampleGenerator(32, 16, [16, 8], output_norm="batchnorm")
-    transposed = AttentionGenerator(32, 16, [16, 16, 16, 8, 8], attention_lambda=0.0, output_norm="batchnorm")
+    upsample = UpsampleGenerator(32, 16, [16, 8], output_norm="imagenorm")
+    transposed = AttentionGenerator(32, 16, [16, 16, 16, 8, 8], attention_lambda=0.0, output_norm="imagenorm")
     assert cell_spread(upsample) < cell_spread(transposed)
 
 
@@ -64,14 +64,14 @@ def test_standardized_output_has_the_teachers_input_statistics(architecture):
     pixels = synthesizer.normalizer.to_unit(images)
     assert float(pixels.detach().mean()) < 0.25  # dark on average as real digits (0.13 before clamping at black)
 
-    before = load_config(None, [f"generator.architecture={architecture}", "generator.output_norm=batchnorm",
+    before = load_config(None, [f"generator.architecture={architecture}", "generator.output_norm=imagenorm",
                                 "generator.channels=[16,8,8,8,8]", "generator.noise_dim=16"], strict=False)
     mid_grey = GeneratorSynthesizer.from_config(before.generator, 32, MNIST_MEAN, MNIST_STD, 64)
     assert not mid_grey.generator.emits_normalized
     assert abs(float(mid_grey.normalizer.to_unit(mid_grey.generate(mid_grey.noise(64)).detach()).mean()) - 0.5) < 0.05
 
 
-@pytest.mark.parametrize("output_norm", ["standardize", "batchnorm"])
+@pytest.mark.parametrize("output_norm", ["standardize", "imagenorm"])
 def test_a_copy_of_the_generator_is_read_in_its_output_space(output_norm):
     """MAD samples its EMA generator (timm's ``ModelEmaV3``, which has no ``emits_normalized`` of its
     own) through ``generate``: a fresh copy must give exactly the trained generator's images, not

@@ -70,6 +70,8 @@ def add_run_options(parser) -> dict:
     out.add_argument("--resume", nargs="?", const="auto", metavar="CKPT", help="'auto' (newest valid checkpoint of the run) or a checkpoint path")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, help="sets train.epochs")
+    training.add_argument("--budget", type=float, metavar="MINUTES",
+                          help="time budget: the run sizes its schedule to end in MINUTES (sets train.budget_minutes)")
     training.add_argument("--precision", help="sets train.precision (32-true, bf16-mixed, 16-mixed)")
     training.add_argument("--pretrained-file", help="local backbone weights, or 'auto' (sets model.pretrained_file)")
     hardware = parser.add_argument_group("hardware")
@@ -88,7 +90,8 @@ def config_from_args(args, method: str | None = None):
     flags = {  # config key: (value, the flag named in an error)
         "data.root": (args.data, "--data"), "data.format": (args.data_format, "--data-format"),
         "train.out_dir": (args.out, "--out"), "train.run_name": (args.name, "--name"),
-        "train.epochs": (args.epochs, "--epochs"), "train.devices": (args.devices, "--devices"),
+        "train.epochs": (args.epochs, "--epochs"), "train.budget_minutes": (args.budget, "--budget"),
+        "train.devices": (args.devices, "--devices"),
         "train.accelerator": (args.device, "--device"), "train.strategy": (args.strategy, "--strategy"),
         "train.num_nodes": (args.num_nodes, "--num-nodes"), "train.precision": (args.precision, "--precision"),
         "model.pretrained_file": (args.pretrained_file, "--pretrained-file"), "method.name": (method, "--method"),

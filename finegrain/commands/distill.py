@@ -1,4 +1,7 @@
-"""``finegrain distill --teacher CKPT --student NAME --method dfkd-fgvc``: compress a trained teacher.
+"""``finegrain distill --teacher RUN``: compress a trained teacher.
+
+Without ``--config`` a data-free run uses the recipe ``datafree_practical`` (DFKD-FGVC with
+finegrain's CPU settings) and says so; ``--config datafree_paper`` runs the paper's settings.
 
 Data-free methods (dfkd-fgvc, dfad, deepinversion, ...) read no training images: ``--data`` is
 refused for them, and ``--eval-data ROOT`` names a real dataset whose val/test splits only
@@ -24,10 +27,33 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: the recipe of a data-free run given no --config: one that learns on a CPU in minutes
+DEFAULT_RECIPE = "datafree_practical"
+#: the paper's own settings, one word away
+PAPER_RECIPE = "datafree_paper"
+
+
+def default_recipe(config, method: str | None) -> str | None:
+    """``datafree_practical`` for a data-free run given no config (real-data KD keeps the defaults)."""
+    from finegrain import methods
+
+    if config is not None or (method is not None and methods.get(method).cls.needs_train_data):
+        return None
+    return DEFAULT_RECIPE
+
+
+def announce_recipe(recipe: str) -> None:
+    print(f"recipe: {recipe} (finegrain's CPU recipe; the paper's settings: --config {PAPER_RECIPE})", flush=True)
+
+
 def build_config(args):
     from finegrain import methods
     from finegrain.errors import ConfigError
 
+    recipe = default_recipe(args.config, args.method)
+    if recipe is not None:
+        args.config = recipe
+        announce_recipe(recipe)
     cfg = config_from_args(args, method=args.method)
     if args.method is None and cfg.method.name == "supervised":
         cfg.set("method.name", "dfkd-fgvc")

@@ -37,4 +37,4 @@ class GeneratorBaseline(DataFreeDistiller):
         return plain_generator_synthesizer(self.cfg)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:
-        return self.priors(images, self.teacher, self.student, critic=self.critic_ready)[0]
+        return self.priors(images, self.teacher, self.student)[0]

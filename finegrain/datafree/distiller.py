@@ -57,10 +57,6 @@ class DataFreeDistiller(Method):
         self.teacher = load_matching_teacher(cfg, class_names)
         self.student = build_student(cfg, self.num_classes)
         self.student_ema = self._build_student_ema(cfg.distill.student_ema)
-        self._critic_ready = cfg.distill.warmup_critic
-        if not self._critic_ready:
-            # Set by the first student step; a buffer, so a resumed run knows its warm-up is over.
-            self.register_buffer("student_has_stepped", torch.zeros((), dtype=torch.bool))
         self.batch_size = cfg.data.batch_size
         self.kd_loss = KLDivergence(cfg.distill.temperature, cfg.distill.kl_direction)
         self.synthesizer = self.build_synthesizer()
@@ -104,7 +100,7 @@ class DataFreeDistiller(Method):
         if d.pool_size and self.synthesizer.pool is None:
             self.synthesizer.attach_pool(d.pool_size)
         try:
-            self.synthesizer.configure_views(d.pool_crop, d.pool_flip, d.pool_mix, d.pool_mix_alpha)
+            self.synthesizer.configure_views(d.pool_flip, d.pool_mix)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 
@@ -124,17 +120,6 @@ class DataFreeDistiller(Method):
         ema = ModelEmaV3(self.student, decay=decay, use_warmup=True)
         ema.module.requires_grad_(False)  # no optimizer owns it, and DDP must not wait for its gradients
         return ema
-
-    @property
-    def critic_ready(self) -> bool:
-        """Whether synthesis objectives ask the student as critic now (``distill.warmup_critic``).
-
-        Why: the critic's terms seek images on which the student disagrees with the teacher; before
-        its first step the student has learnt nothing, so during the warm-up that disagreement is
-        noise, and skipping the student's forward and backward makes each warm-up step cheaper."""
-        if not self._critic_ready:
-            self._critic_ready = bool(self.student_has_stepped)
-        return self._critic_ready
 
     def eval_model(self) -> nn.Module:
         return self.student if self.student_ema is None else self.student_ema.module
@@ -159,20 +144,13 @@ class DataFreeDistiller(Method):
         student.steps, student.uses_batch = self.cfg.distill.student_steps, False
         return [generator, student]
 
-    def _layout(self, images: torch.Tensor) -> torch.Tensor:
-        """``distill.channels_last``: the layout conversion is differentiable, so the synthesizer's
-        gradient flows back through it unchanged."""
-        if self.cfg.distill.channels_last and images.dim() == 4:
-            return images.contiguous(memory_format=torch.channels_last)
-        return images
-
     def step(self, phase: str, batch=None) -> dict:
         if phase == "generator":
-            with as_critic(self.student, self.cfg.distill.critic_mode):
-                return self.synthesizer.synthesize(lambda images: self.synthesis_objective(self._layout(images)))
+            with as_critic(self.student):
+                return self.synthesizer.synthesize(self.synthesis_objective)
         if self.cfg.distill.student_bn == "frozen":
             freeze_batchnorm(self.student)
-        images = self._layout(self.synthesizer.sample(self.batch_size))
+        images = self.synthesizer.sample(self.batch_size)
         with self.health.watch():
             return self.student_objective(images)
 
@@ -192,9 +170,6 @@ class DataFreeDistiller(Method):
         if phase == "generator":
             self.synthesizer.after_step()
         elif phase == "student":
-            if not self._critic_ready:
-                self.student_has_stepped.fill_(True)
-                self._critic_ready = True
             if self.student_ema is not None:
                 self.student_ema_updates += 1
                 self.student_ema.update(self.student, step=int(self.student_ema_updates))

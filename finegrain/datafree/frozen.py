@@ -39,16 +39,11 @@ def preserved_buffers(module: nn.Module):
 
 
 @contextmanager
-def as_critic(module: nn.Module, mode: str = "eval"):
-    """``module`` judges synthetic images without learning from them.
-
-    ``mode="eval"`` uses its running BatchNorm statistics (the DataFree toolkit's habit);
-    ``mode="train"`` uses batch statistics, as when it learns, and restores its buffers after.
-    """
-    if mode not in ("eval", "train"):
-        raise ValueError(f"critic mode must be 'eval' or 'train', got {mode!r}")
+def as_critic(module: nn.Module):
+    """``module`` judges synthetic images without learning from them, in eval mode: its running
+    BatchNorm statistics, not the batch's (the DataFree toolkit's habit)."""
     was_training = module.training
-    module.train(mode == "train")
+    module.eval()
     try:
         with frozen_parameters(module), preserved_buffers(module):
             yield module

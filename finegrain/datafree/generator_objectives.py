@@ -49,17 +49,13 @@ class InversionObjective(nn.Module):
     def __init__(self, teacher: nn.Module, kd_loss: nn.Module, weights: SynthesisWeights):
         super().__init__()
         self.weights = weights
-        # ZSKT's and MAD's generators have no term but the adversary, so they keep it even without the critic.
-        self.adversarial_only = not any((weights.bn, weights.onehot, weights.activation, weights.balance))
         self.kd_loss = kd_loss
         # Hooks only where the BN term is used: the others pay nothing for them.
         self.bn_hooks = BNStatsHooks(teacher) if weights.bn else None
         self.bn_loss, self.onehot = BNStatsLoss(), OneHotLoss()
         self.activation, self.balance = ActivationLoss(), ClassBalanceLoss()
 
-    def forward(self, images: torch.Tensor, teacher: nn.Module, student: nn.Module, critic: bool = True):
-        """``critic=False`` leaves out the adversarial term (and the student's forward) unless it is
-        the objective's only term (ZSKT, MAD): see ``distill.warmup_critic``."""
+    def forward(self, images: torch.Tensor, teacher: nn.Module, student: nn.Module):
         w = self.weights
         if self.bn_hooks is not None:
             with self.bn_hooks.collect() as stats:
@@ -67,7 +63,7 @@ class InversionObjective(nn.Module):
         else:
             taps, stats = teacher.forward_taps(images), None
         terms = {}
-        if w.adversarial and (critic or self.adversarial_only):
+        if w.adversarial:
             terms["adversarial"] = (w.adversarial, -self.kd_loss(student(images), taps.logits))
         if w.bn:
             terms["bn"] = (w.bn, self.bn_loss(stats))

@@ -12,7 +12,7 @@ Images leave a synthesizer normalized exactly as the teacher's real inputs were:
 A synthesizer may keep an :class:`~finegrain.datafree.pool.ImagePool` (finegrain's practical
 setting for generators, ``distill.pool_size``; DeepInversion and CMI always have one): every
 batch a synthesis step makes joins the pool at no extra cost, and student batches are random
-draws from it seen through :meth:`Synthesizer.views` (random crops and flips), so each
+draws from it seen through :meth:`Synthesizer.views` (random flips, optionally cutmix), so each
 synthesized image teaches the student several times — the CMI / Fast-DFKD habit.
 """
 
@@ -26,7 +26,6 @@ from torch import nn
 
 from finegrain.datafree.frozen import preserved_buffers
 from finegrain.datafree.pool import ImagePool
-from finegrain.data.views import random_crop_view
 from finegrain.engine.optim import build_scheduler
 from finegrain.errors import ConfigError
 from finegrain.method_config import GeneratorConfig
@@ -63,15 +62,18 @@ def _generator_for(gen_cfg: GeneratorConfig, image_size: int) -> nn.Module:
 def plain_generator_synthesizer(cfg, cls=None, **extra) -> "GeneratorSynthesizer":
     """The baselines' synthesizer (DFAD, ZSKT, DAFL, DFQ, CMI, MAD): a ``cls`` (default
     :class:`GeneratorSynthesizer`) around the ``generator`` section's DCGAN with spatial attention
-    off (λ = 0, whatever ``generator.attention_lambda`` says); ``extra`` goes to ``cls``."""
+    off (λ = 0, whatever ``generator.attention_lambda`` says) and unconditional, as in their papers
+    (whatever ``generator.class_conditional`` says: the class embedding serves DFKD-FGVC's target
+    prior, which no baseline's objective has); ``extra`` goes to ``cls``. So one recipe, such as
+    ``datafree_practical``, runs every method."""
     d = cfg.data
-    plain = dataclasses.replace(cfg.generator, attention_lambda=0.0)
+    plain = dataclasses.replace(cfg.generator, attention_lambda=0.0, class_conditional=False)
     return (cls or GeneratorSynthesizer)(build_generator(plain, d.image_size), plain, d.mean, d.std, d.batch_size,
                                          **extra)
 
 
-def batch_mixer(mix: str, alpha: float) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """``mixup`` or ``cutmix`` of a batch with itself rolled by one (torchvision's), or None for ``none``.
+def batch_mixer(mix: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``cutmix`` of a batch with itself rolled by one (torchvision's, Beta(1, 1)), or None for ``none``.
 
     Why: a pool holds a few hundred synthetic images and the student sees each several times.
     Mixed pairs are inputs the pool does not hold, and the teacher labels each one afresh, so
@@ -81,14 +83,11 @@ def batch_mixer(mix: str, alpha: float) -> Callable[[torch.Tensor], torch.Tensor
     """
     if mix == "none":
         return None
-    if alpha <= 0:
-        raise ValueError(f"distill.pool_mix_alpha must be > 0, got {alpha}")
+    if mix != "cutmix":
+        raise ValueError(f"distill.pool_mix must be none or cutmix, got {mix!r}")
     from torchvision.transforms import v2
 
-    mixers = {"mixup": v2.MixUp, "cutmix": v2.CutMix}
-    if mix not in mixers:
-        raise ValueError(f"distill.pool_mix must be none, mixup or cutmix, got {mix!r}")
-    mixer = mixers[mix](alpha=float(alpha), num_classes=2)
+    mixer = v2.CutMix(alpha=1.0, num_classes=2)
 
     def mixed(images: torch.Tensor) -> torch.Tensor:
         unused_labels = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
@@ -126,26 +125,21 @@ class Synthesizer(nn.Module):
         self.images_made = 0
         #: the pool student batches are drawn from, or None for a fresh batch at every student step
         self.pool: ImagePool | None = None
-        self.view_crop, self.view_flip = 1.0, True
+        self.view_flip = True
         self.view_mix = None
 
     def attach_pool(self, capacity: int) -> None:
         """Keep the last ``capacity`` synthesized images; student batches are drawn from them."""
         self.pool = ImagePool(capacity)
 
-    def configure_views(self, crop: float, flip: bool, mix: str = "none", mix_alpha: float = 1.0) -> None:
-        """Pool draws are cropped to a random square of area fraction in [crop, 1], mirrored if
-        ``flip``, then mixed in pairs if ``mix`` is ``mixup`` or ``cutmix``."""
-        if not 0.0 < crop <= 1.0:
-            raise ValueError(f"distill.pool_crop must be in (0, 1], got {crop}")
-        self.view_crop, self.view_flip = float(crop), self.view_flip and bool(flip)
-        self.view_mix = batch_mixer(mix, mix_alpha)
+    def configure_views(self, flip: bool, mix: str = "none") -> None:
+        """Pool draws are mirrored at random if ``flip``, then mixed in pairs if ``mix`` is ``cutmix``."""
+        self.view_flip = self.view_flip and bool(flip)
+        self.view_mix = batch_mixer(mix)
 
     def views(self, images: torch.Tensor) -> torch.Tensor:
-        """Random crop (resized back), mirror and mix of each normalized image: a pooled image looks new."""
-        if self.view_crop < 1.0:
-            images = random_crop_view(images, scale=(self.view_crop, 1.0), flip=self.view_flip)
-        elif self.view_flip:
+        """Random mirror and mix of each normalized image: a pooled image looks new."""
+        if self.view_flip:
             mirrored = torch.rand(images.shape[0], device=images.device) < 0.5
             images = torch.where(mirrored[:, None, None, None], images.flip(3), images)
         return images if self.view_mix is None else self.view_mix(images)
@@ -185,8 +179,6 @@ class GeneratorSynthesizer(Synthesizer):
         super().__init__(mean, std, batch_size)
         self.generator = generator
         self.cfg = gen_cfg
-        if not 0.0 < gen_cfg.synthesis_crop <= 1.0:
-            raise ConfigError(f"generator.synthesis_crop must be in (0, 1], got {gen_cfg.synthesis_crop}")
         #: the generator emits images in the teacher's normalized space (``output_norm="standardize"``),
         #: not in [-1, 1]; copies of it (MAD's EMA generator) emit in the same space
         self.emits_normalized = bool(getattr(generator, "emits_normalized", False))
@@ -240,14 +232,7 @@ class GeneratorSynthesizer(Synthesizer):
         if self.pool is not None:  # the batch the generator learns from also feeds the student
             self.pool.add(self.normalizer.to_unit(images.detach()))
             self.images_made += images.shape[0]
-        return objective(self.synthesis_view(images))
-
-    def synthesis_view(self, images: torch.Tensor) -> torch.Tensor:
-        """``generator.synthesis_crop``: what the objective judges, a random crop (resized back,
-        mirrored at random) of each image, or the image itself. Differentiable, so the generator
-        learns images whose every part the teacher still calls their class."""
-        crop = self.cfg.synthesis_crop
-        return images if crop >= 1.0 else random_crop_view(images, scale=(crop, 1.0), flip=True)
+        return objective(images)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ the best epoch's by val top-1.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -23,9 +24,11 @@ import finegrain
 from finegrain import methods
 from finegrain.data.loaders import build_datasets, make_loader
 from finegrain.engine import checkpoint as ckpt
+from finegrain.engine.budget import ScheduleCost, TimeBudget
 from finegrain.engine.cpu_memory import keep_freed_memory
 from finegrain.engine.evaluate import evaluate
 from finegrain.engine.logging import Progress, RunLogger, echo
+from finegrain.engine.optim import resize_schedule
 from finegrain.errors import CheckpointError, ConfigError, FinegrainError, TrainingError
 
 
@@ -128,7 +131,9 @@ class Trainer:
     # ------------------------------------------------------------------------------- fit
     def fit(self) -> dict:
         cfg, fabric = self.cfg, self.fabric
-        self.deadline = time.perf_counter() + 60.0 * cfg.train.max_minutes if cfg.train.max_minutes else None
+        self.fit_started = fit_started = time.perf_counter()
+        self.deadline = fit_started + 60.0 * cfg.train.max_minutes if cfg.train.max_minutes else None
+        self.budget = TimeBudget(cfg.train.budget_minutes, fit_started) if cfg.train.budget_minutes else None
         try:
             fabric.launch()
         except ValueError as err:  # e.g. devices x num_nodes differs from the world torchrun/SLURM started
@@ -160,6 +165,8 @@ class Trainer:
             raise ConfigError("train.iterations_per_epoch must be > 0 for a method without training data")
         self.iterations = iterations
         total = iterations * cfg.train.epochs
+        # the schedule's length: train.epochs full epochs, until a time budget sizes it (the last epoch may be partial)
+        self.total_steps, self.epochs, self.schedule_sized = total, cfg.train.epochs, None
 
         if cfg.train.sync_batchnorm and fabric.world_size > 1:
             if fabric.device.type == "cpu":
@@ -177,6 +184,14 @@ class Trainer:
         self.model, self.phases = model, phases
 
         position = self._restore(method, phases, class_names)
+        schedule = position.get("schedule") or {}
+        if schedule.get("sized"):  # the length a budget gave the run it continues (else train.epochs rules)
+            self.total_steps, self.epochs, self.schedule_sized = (schedule[k] for k in ("total_steps", "epochs", "sized"))
+            self.budget = None  # continued as saved: a new estimate would make --resume inexact
+        else:  # a schedule's saved length yields to the config's: a run may be resumed with more epochs
+            for phase in phases:
+                if phase.scheduler is not None:
+                    resize_schedule(phase.scheduler, self.total_steps)
         if self.main:
             if not position["global_step"]:  # a fresh run keeps no best model of an earlier one
                 self.best_path.unlink(missing_ok=True)
@@ -196,7 +211,7 @@ class Trainer:
         started = time.time()
         self.stopped_early = False
         with StopFlag() as stop:
-            history = self._epochs(model, phases, data, train_loader, val_loader, logger, position, stop)
+            history = self._epochs(model, phases, data, train_loader, val_loader, test_loader, logger, position, stop)
         if history is None:
             logger.close()
             return {"run_dir": str(run_dir), "paused_at_step": self.global_step, "checkpoint": str(self.last_checkpoint)}
@@ -204,23 +219,27 @@ class Trainer:
         logger.close()
         return summary
 
-    def _epochs(self, model, phases, data, train_loader, val_loader, logger, position, stop) -> dict:
+    def _epochs(self, model, phases, data, train_loader, val_loader, test_loader, logger, position, stop) -> dict:
         cfg, fabric, method = self.cfg, self.fabric, self.method
         history = position["history"]
         start_iteration = position["iteration"]
         self.global_step = position["global_step"]
-        for epoch in range(position["epoch"], cfg.train.epochs):
+        epoch = position["epoch"]
+        while epoch < self.epochs:  # a while: the time budget may change self.epochs during the run
             method.on_epoch_start(epoch)
+            if self.budget is not None:
+                self.budget.epoch_started()
             model.train()
             batches = None
             if train_loader is not None:
                 data.train.set_epoch(epoch)
                 train_loader.sampler.set_epoch(epoch, start=start_iteration * cfg.data.batch_size)
                 batches = iter(train_loader)
-            progress = Progress(self.iterations - start_iteration, f"epoch {epoch + 1}/{cfg.train.epochs}",
+            progress = Progress(self._epoch_length(epoch) - start_iteration, f"epoch {epoch + 1}/{self.epochs}",
                                 enabled=self.main, every=cfg.train.log_every)
             sums, count, images, tic = {}, 0, 0, time.perf_counter()
-            for iteration in range(start_iteration, self.iterations):
+            iteration = start_iteration
+            while iteration < self._epoch_length(epoch):
                 batch = fabric.to_device(next(batches)) if batches is not None else None
                 logs = self._iteration(model, phases, batch)
                 self.global_step += 1
@@ -231,8 +250,12 @@ class Trainer:
                 if cfg.train.log_every and self.global_step % cfg.train.log_every == 0:
                     logger.log({f"train/{k}": float(v) for k, v in self._mean_over_ranks(logs).items()}, self.global_step, epoch)
                 progress.advance(f"loss {float(logs.get(self._log_key(phases[-1], 'loss'), float('nan'))):.4f}")
+                if self.budget is not None:
+                    self.budget.iteration_ended()
+                    if self.schedule_sized is None and self._any_rank(self.budget.ready()):
+                        self._size_schedule(epoch, val_loader, test_loader, measured_val_seconds=None)
                 every = cfg.train.checkpoint_every_steps
-                if every and self.global_step % every == 0 and iteration + 1 < self.iterations:
+                if every and self.global_step % every == 0 and iteration + 1 < self._epoch_length(epoch):
                     self._save(epoch, iteration + 1, history)
                 if self._any_rank(stop.signal_name is not None):
                     path = self._save(epoch, iteration + 1, history)
@@ -248,6 +271,7 @@ class Trainer:
                     self._save(epoch, iteration + 1, history)
                     self.stopped_early = True
                     break
+                iteration += 1
             progress.close()
             start_iteration = 0
             elapsed = time.perf_counter() - tic
@@ -259,9 +283,13 @@ class Trainer:
             record.update(method_record)
             for warning in warnings:
                 echo(f"warning: {warning}", self.main)
-            last = epoch + 1 == cfg.train.epochs or self.stopped_early
+            last = epoch + 1 == self.epochs or self.stopped_early
             if val_loader is not None and (last or (cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0)):
+                val_started = time.perf_counter()
                 result = evaluate(method.eval_model(), val_loader, method.num_classes, fabric=fabric)
+                if self.budget is not None and self.budget.gaps and not last:  # a val pass measured
+                    self._size_schedule(epoch + 1, val_loader, test_loader,
+                                        measured_val_seconds=time.perf_counter() - val_started)
                 record.update({"val/top1": result["top1"], "val/top5": result["top5"], "val/loss": result["loss"],
                                "val/mean_class_acc": result["mean_class_acc"]})
                 self._keep_if_best(history, result["top1"])
@@ -269,18 +297,65 @@ class Trainer:
             history.append({"epoch": epoch + 1, **record})
             echo(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in record.items()), self.main)
             if self.stopped_early:
-                echo(f"stopped at step {self.global_step} of {cfg.train.epochs * self.iterations}: "
+                echo(f"stopped at step {self.global_step} of {self.total_steps}: "
                      f"train.max_minutes={cfg.train.max_minutes:g} reached; --resume auto continues the schedule", self.main)
                 return history
             self._save(epoch + 1, 0, history)
+            epoch += 1
         return history
+
+    def _epoch_length(self, epoch: int) -> int:
+        """Iterations of 0-based ``epoch``: all but the last of a budget-sized schedule are full."""
+        return max(0, min(self.iterations, self.total_steps - epoch * self.iterations))
+
+    def _size_schedule(self, epoch: int, val_loader, test_loader, measured_val_seconds: float | None) -> None:
+        """``train.budget_minutes``: give the schedule the most iterations that fit the budget.
+
+        Sized first from the timed iterations and an evaluation cost estimated on two batches
+        (``schedule_sized = "estimate"``), then at each epoch's end from that epoch's step times and
+        its measured val pass (``"measured"``), before the epoch's checkpoint, which keeps the length;
+        a resumed run continues the length its checkpoint holds and never sizes again."""
+        if measured_val_seconds is None:
+            val_s, test_s = self._estimate_eval_seconds(val_loader), self._estimate_eval_seconds(test_loader)
+        else:
+            val_s = measured_val_seconds
+            test_s = val_s * len(test_loader) / max(1, len(val_loader)) if test_loader is not None else 0.0
+        cost = ScheduleCost(self.budget.seconds_per_iteration(), val_s, test_s, self.iterations,
+                            self.cfg.train.eval_every)
+        total = self.fabric.broadcast(self.budget.size(cost, self.global_step, epoch), src=0)
+        self.total_steps = total
+        self.epochs = max(epoch + (1 if measured_val_seconds is None else 0), math.ceil(total / self.iterations))
+        for phase in self.phases:
+            if phase.scheduler is not None:
+                resize_schedule(phase.scheduler, total)
+        final = measured_val_seconds is not None or val_loader is None
+        self.schedule_sized = "measured" if final else "estimate"
+        echo(f"budget {self.cfg.train.budget_minutes:g} min: {total} iterations ({self.epochs} epochs), "
+             f"{cost.seconds_per_iteration:.2f} s per iteration, val {val_s:.1f} s, test {test_s:.1f} s"
+             f"{'' if final else ' (estimated; sized again after each val pass)'}", self.main)
+
+    def _estimate_eval_seconds(self, loader, batches: int = 2) -> float:
+        """One evaluation pass over ``loader``, extrapolated from timing its first ``batches``."""
+        if loader is None:
+            return 0.0
+        model = self.method.eval_model()
+        was_training, done, tic = model.training, 0, time.perf_counter()
+        model.eval()
+        with torch.no_grad():
+            for images, _ in loader:
+                model(self.fabric.to_device(images))
+                done += 1
+                if done == batches:
+                    break
+        model.train(was_training)
+        return (time.perf_counter() - tic) / max(1, done) * len(loader)
 
     def _out_of_time(self, epoch: int, iteration: int) -> bool:
         """``train.max_minutes`` has passed and steps remain (checked after each iteration, on every rank).
 
         Why a wall-clock limit besides step counts: the same steps take a third longer on a busy
         day, and a demo or a benchmark promises minutes, not steps."""
-        if self.deadline is None or (epoch + 1 == self.cfg.train.epochs and iteration + 1 == self.iterations):
+        if self.deadline is None or self.global_step >= self.total_steps:
             return False
         return self._any_rank(time.perf_counter() >= self.deadline)
 
@@ -361,6 +436,7 @@ class Trainer:
             "epoch": epoch,
             "iteration": iteration,
             "global_step": self.global_step,
+            "schedule": {"total_steps": self.total_steps, "epochs": self.epochs, "sized": self.schedule_sized},
             "metrics": history[-1] if history else {},
         }
 
@@ -413,7 +489,7 @@ class Trainer:
         self.last_checkpoint = Path(meta["_path"])
         echo(f"resumed from {meta['_path']} (epoch {meta['epoch']}, step {meta['global_step']})", self.main)
         return {"epoch": meta["epoch"], "iteration": meta["iteration"], "global_step": meta["global_step"],
-                "history": list(state.get("history", []))}
+                "history": list(state.get("history", [])), "schedule": meta.get("schedule")}
 
     # ---------------------------------------------------------------------------- finish
     def _finish(self, method, test_loader, history, logger, started) -> dict:
@@ -421,9 +497,11 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "method": self.cfg.method.name,
             **method.eval_model().describe(),
-            "epochs": self.cfg.train.epochs,
+            "epochs": self.epochs,
             "train_seconds": round(time.time() - started, 1),
             "stopped_early": self.stopped_early,
+            "budget_minutes": self.cfg.train.budget_minutes,
+            "scheduled_steps": self.total_steps,
             "steps": self.global_step,
             "history": history,
             "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
@@ -440,9 +518,10 @@ class Trainer:
             result = evaluate(method.eval_model(), test_loader, method.num_classes, fabric=self.fabric)
             summary.update(test_top1=result["top1"], test_top5=result["top5"],
                            test_mean_class_acc=result["mean_class_acc"])
-            logger.log({"test/top1": result["top1"], "test/top5": result["top5"]}, self.global_step, self.cfg.train.epochs)
+            logger.log({"test/top1": result["top1"], "test/top5": result["top5"]}, self.global_step, self.epochs)
             if self.main:
                 ckpt.write_json(self.run_dir / "eval_test.json", {"class_names": method.class_names, **result})
+        summary["seconds"] = round(time.perf_counter() - self.fit_started, 1)  # the whole fit: what a budget bounds
         if self.main:
             self._export_classifier(method, summary["kept_epoch"])
             ckpt.write_json(self.run_dir / "summary.json", summary)
@@ -451,7 +530,7 @@ class Trainer:
 
     def _load_kept_model(self, method, history: list) -> int:
         """The epoch whose classifier is exported (and tested): the last, or the best kept by val."""
-        last = history[-1]["epoch"] if history else self.cfg.train.epochs  # earlier when train.max_minutes stopped it
+        last = history[-1]["epoch"] if history else self.epochs  # earlier when train.max_minutes stopped it
         if self.cfg.train.keep_model != "best":
             return last
         scored = [(h["val/top1"], -h["epoch"]) for h in history if "val/top1" in h]

@@ -27,23 +27,66 @@ def build_optimizer(param_groups, optim_cfg, *, lr: float | None = None) -> torc
 
 
 def build_scheduler(optimizer, schedule_cfg, total_iterations: int, iterations_per_epoch: int):
-    """Stepped once per iteration; warm-up is given in epochs."""
+    """Stepped once per iteration; warm-up is given in epochs. Every schedule can be given another
+    length later (:func:`resize_schedule`), and its length is part of its ``state_dict``."""
     total = max(1, total_iterations)
     if schedule_cfg.name == "onecycle":
         max_lrs = [g["lr"] for g in optimizer.param_groups]
-        return OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total, pct_start=schedule_cfg.pct_start)
+        return ResizableOneCycleLR(optimizer, max_lr=max_lrs, total_steps=total, pct_start=schedule_cfg.pct_start)
     if schedule_cfg.name == "constant":
-        return LambdaLR(optimizer, lambda step: 1.0)
+        return LambdaLR(optimizer, ConstantFactor())
     warmup = int(schedule_cfg.warmup_epochs * iterations_per_epoch)
-    floor = schedule_cfg.min_lr_ratio
+    return LambdaLR(optimizer, CosineFactor(total, warmup, schedule_cfg.min_lr_ratio))
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    return LambdaLR(optimizer, factor)
+def resize_schedule(scheduler, total_iterations: int) -> None:
+    """Give ``scheduler`` a new length: the time budget sizes a run's iterations once it has measured
+    its step time, and the learning rate must still reach its end on the last of them."""
+    total = max(1, total_iterations)
+    if isinstance(scheduler, ResizableOneCycleLR):
+        scheduler.resize(total)
+        return
+    for factor in scheduler.lr_lambdas:
+        factor.total = total
+
+
+class ConstantFactor:
+    """lr × 1 throughout (a callable object, not a lambda, so that LambdaLR's state_dict keeps it)."""
+
+    total = 1
+
+    def __call__(self, step: int) -> float:
+        return 1.0
+
+
+class CosineFactor:
+    """Linear warm-up, then half a cosine from 1 down to ``floor`` at step ``total``.
+
+    Its fields are plain attributes: LambdaLR's ``state_dict`` stores them, so a resumed run continues
+    the very schedule (length included) that its checkpoint was written under."""
+
+    def __init__(self, total: int, warmup: int, floor: float):
+        self.total, self.warmup, self.floor = total, warmup, floor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class ResizableOneCycleLR(OneCycleLR):
+    """torch's one-cycle schedule whose length may be set again before it ends. Its phase
+    boundaries (``_schedule_phases``, which torch keeps in the state_dict) move with the length."""
+
+    def __init__(self, optimizer, *, pct_start: float, **kwargs):
+        self.pct_start = pct_start
+        super().__init__(optimizer, pct_start=pct_start, **kwargs)
+
+    def resize(self, total: int) -> None:
+        self.total_steps = total
+        self._schedule_phases[0]["end_step"] = float(self.pct_start * total) - 1
+        self._schedule_phases[-1]["end_step"] = total - 1
 
 
 def freeze_through(model: nn.Module, name: str) -> int:

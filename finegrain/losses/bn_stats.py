@@ -20,25 +20,14 @@ from torch import nn
 
 
 class BNStatsLoss(nn.Module):
-    """Sum over layers of the L2 distances between batch and running mean and variance.
-
-    ``first_weight`` scales the first layer's term. Why: that layer reads the image itself, and
-    DeepInversion's released code weighs it 10× so colour and low-level texture match the real
-    data's before anything deeper; the paper's L_BN weighs every layer 1."""
-
-    def __init__(self, first_weight: float = 1.0):
-        super().__init__()
-        if first_weight < 0:
-            raise ValueError(f"the first BatchNorm layer's weight must be >= 0, got {first_weight}")
-        self.first_weight = float(first_weight)
+    """Sum over layers of the L2 distances between batch and running mean and variance."""
 
     def forward(self, layer_stats: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """``layer_stats``: (batch_mean, batch_var, running_mean, running_var) per BN layer."""
         total = None
         for mean, var, running_mean, running_var in layer_stats:
             term = torch.linalg.vector_norm(running_mean - mean) + torch.linalg.vector_norm(running_var - var)
-            # the first layer the forward pass reached carries first_weight (× 1.0 is exact)
-            total = self.first_weight * term if total is None else total + term
+            total = term if total is None else total + term
         if total is None:
             raise ValueError("no BatchNorm statistics collected: does the teacher have BatchNorm layers?")
         return total

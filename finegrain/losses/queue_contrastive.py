@@ -15,8 +15,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from finegrain.method_config import QC_REDUCTIONS
-
 
 def distributed_world() -> tuple[int, int]:
     """(world size, rank); (1, 0) without an initialized process group."""
@@ -86,27 +84,20 @@ class MemoryQueue(nn.Module):
 
 
 class QueueContrastiveLoss(nn.Module):
-    """``L_qc = (1/B) Σ_i [ Σ_{y_j=y_i} (1 − s_ij) + Σ_{y_j≠y_i, s_ij>ξ} s_ij ]`` (METHODS.md §1).
+    """``L_qc = (1/B) Σ_i [ Σ_{y_j=y_i} (1 − s_ij) + Σ_{y_j≠y_i, s_ij>ξ} s_ij ]`` (docs/methods.md, CSDNet: DDL).
 
     ``s_ij = z_i·q_j`` over the entries ``q_j`` of the current batch (self excluded) and of the
     memory; ``z`` are L2-normalized, so positives are pulled to similarity 1 and negatives are
     pushed below the margin ``ξ``, and only negatives still above it cost anything.
 
-    ``reduction="sum"`` is that formula (finegrain's reading of the paper): each anchor's cost grows
-    with the number of its pairs, so with the queue's length (a 1,960-entry queue on Cars-196 at
-    K = 5 gives ~10× the hard-negative sum of a 170-entry one on Oxford-17) and α must shrink with
-    it. ``"mean"`` averages each anchor's positive terms over its positives and its hard-negative
-    terms over its hard negatives, as cross-batch memory's contrastive loss does, so the loss scale
-    no longer depends on how many pairs the queue holds.
+    The sums are that formula (finegrain's reading of the paper): each anchor's cost grows with the
+    number of its pairs, so with the queue's length (a 1,960-entry queue on Cars-196 at K = 5 gives
+    ~10× the hard-negative sum of a 170-entry one on Oxford-17) and α must shrink with it.
     """
 
-    REDUCTIONS = QC_REDUCTIONS
-
-    def __init__(self, margin: float = 0.5, reduction: str = "sum"):
+    def __init__(self, margin: float = 0.5):
         super().__init__()
-        if reduction not in self.REDUCTIONS:
-            raise ValueError(f"queue contrastive reduction must be one of {self.REDUCTIONS}, got {reduction!r}")
-        self.margin, self.reduction = margin, reduction
+        self.margin = margin
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor, memory: torch.Tensor | None = None,
                 memory_labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -122,7 +113,4 @@ class QueueContrastiveLoss(nn.Module):
         positive = same & not_self
         hard_negative = ~same & (similarity > self.margin)
         pull, push = ((1 - similarity) * positive).sum(1), (similarity * hard_negative).sum(1)
-        if self.reduction == "mean":
-            pull = pull / positive.sum(1).clamp_min(1)
-            push = push / hard_negative.sum(1).clamp_min(1)
         return (pull + push).sum() / batch

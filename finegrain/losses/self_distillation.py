@@ -3,7 +3,7 @@
 The raw view is the one the deployed model sees, so by default its (detached) softened
 prediction teaches the augmented view: the network learns to find the same subcategory evidence
 when SSDP has hidden or enlarged parts of the image, without a separate teacher network.
-finegrain's reading (METHODS.md §1, spec): ``T²·KL(σ(h(x)/T) ‖ σ(h(x̃)/T))`` with T = 4; the
+finegrain's reading (docs/methods.md, CSDNet: SSDT): ``T²·KL(σ(h(x)/T) ‖ σ(h(x̃)/T))`` with T = 4; the
 direction and a symmetric form are options. The KL itself is the shared
 :class:`~finegrain.losses.kd.KLDivergence`; this module adds which side teaches and the stop-gradient.
 """

@@ -1,4 +1,4 @@
-"""CMI: contrastive model inversion (Fang et al., IJCAI 2021); METHODS.md §3.
+"""CMI: contrastive model inversion (Fang et al., IJCAI 2021); docs/methods.md (Baselines).
 
 DFQ-style synthesis — the generator makes images with the teacher's BatchNorm statistics,
 confident predictions and an adversarial push towards student–teacher disagreement — plus a
@@ -81,7 +81,7 @@ class CMI(GeneratorBaseline):
                                            head_dim=c.head_dim, bank_size=c.bank_size, pool_size=c.pool_size)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:
-        losses, taps = self.priors(images, self.teacher, self.student, critic=self.critic_ready)
+        losses, taps = self.priors(images, self.teacher, self.student)
         local = self.teacher.forward_taps(random_crop_view(images, scale=(self.cfg.cmi.local_scale, 1.0))).pooled
         head, bank = self.synthesizer.head, self.synthesizer.bank
         anchor, positive = head(local), head(taps.pooled)

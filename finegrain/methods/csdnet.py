@@ -28,7 +28,7 @@ on the mask. finegrain resolves this by pairing across consecutive steps:
   The first step of a run pairs x_0 with a standard random view. The pending pair is saved in
   checkpoints, so a resumed run continues exactly. SSDT can only run raw → augmented here.
 * ``current``: the raw view is forwarded (with gradient), its map gives x̃, then x̃ is forwarded
-  and one backward serves both — METHODS.md's literal order; two backbone calls (same FLOPs),
+  and one backward serves both — the literal order of docs/methods.md (CSDNet: SSDP); two backbone calls (same FLOPs),
   BN statistics per view.
 
 The spec's other option, masks cached from the previous epoch, needs per-sample indices and crop
@@ -79,7 +79,7 @@ class CSDNet(Method):
             self.projection = ProjectionHead(self.model.feature_dim, c.proj_hidden, c.proj_dim)
             capacity = min(c.queue_size, 2 * num_train) if num_train else c.queue_size
             self.queue = MemoryQueue(capacity, c.proj_dim)
-            self.queue_loss = QueueContrastiveLoss(c.margin, c.qc_reduction)
+            self.queue_loss = QueueContrastiveLoss(c.margin)
         if c.ssdt:
             self.distill = SelfDistillationLoss(c.temperature, c.ssdt_direction, c.ssdt_symmetric)
         self.pending: dict[str, torch.Tensor] | None = None

@@ -1,4 +1,4 @@
-"""DAFL: data-free learning of student networks (Chen et al., ICCV 2019); METHODS.md §3.
+"""DAFL: data-free learning of student networks (Chen et al., ICCV 2019); docs/methods.md (Baselines).
 
 The generator is not adversarial: it is trained to make images the *teacher* treats like real
 data, with three priors on the teacher's response (:mod:`finegrain.losses.datafree_priors`):

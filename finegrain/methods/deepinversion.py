@@ -1,4 +1,4 @@
-"""DeepInversion / ADI (Yin et al., CVPR 2020); METHODS.md §3.
+"""DeepInversion / ADI (Yin et al., CVPR 2020); docs/methods.md (Baselines).
 
 "Dreaming to distill": invert the teacher instead of training a generator. Each iteration a new
 batch of noise pixels with random target classes ``y`` is optimized for ``t`` steps on
@@ -58,7 +58,7 @@ class DeepInversion(DataFreeDistiller):
         tv, l2 = self.tv(images), self.l2(images)
         loss = ce + di.bn_weight * bn + di.tv_weight * tv + di.l2_weight * l2
         logs = {"ce": ce.detach(), "bn": bn.detach(), "tv": tv.detach()}
-        if di.adi_scale and self.critic_ready:
+        if di.adi_scale:
             js = self.js(self.student(images), teacher_logits)
             loss = loss + di.adi_scale * (1.0 - js.clamp(0, 1))
             logs["js"] = js.detach()

@@ -1,4 +1,4 @@
-"""DFAD: data-free adversarial distillation (Fang et al., 2019); METHODS.md §3.
+"""DFAD: data-free adversarial distillation (Fang et al., 2019); docs/methods.md (Baselines).
 
 The generator and the student play a min-max game on one distance, the mean absolute difference
 of their logits: the generator makes images on which the student disagrees most with the

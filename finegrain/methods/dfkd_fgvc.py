@@ -1,6 +1,6 @@
 """DFKD-FGVC: data-free knowledge distillation for fine-grained visual categorization.
 
-Shao, Zhang, Yin & Wang, ICCV 2023 (arXiv 2404.12037); ``/work/shared/METHODS.md`` §2.
+Shao, Zhang, Yin & Wang, ICCV 2023 (arXiv 2404.12037); docs/methods.md (DFKD-FGVC).
 
 A student learns a trained fine-grained teacher without any real training image. Per iteration
 (DF stage), ``t = 20`` generator steps then ``k = 15`` student steps, fresh noise every step.
@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from finegrain.datafree.bn_hooks import BNStatsHooks
 from finegrain.datafree.distiller import DataFreeDistiller
 from finegrain.losses.bn_stats import BNStatsLoss
-from finegrain.losses.datafree_priors import ClassBalanceLoss, OneHotLoss
 from finegrain.losses.mhad import MHADLoss, pair_stages
 from finegrain.losses.sfcl import SemanticContrastLoss
 from finegrain.errors import ConfigError
@@ -48,11 +47,7 @@ class DFKDFGVC(DataFreeDistiller):
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
         self.bn_hooks = BNStatsHooks(self.teacher)
-        try:
-            self.bn_loss = BNStatsLoss(cfg.dfkd.first_bn_weight)
-        except ValueError as err:
-            raise ConfigError(f"dfkd.first_bn_weight: {err}") from None
-        self.onehot, self.balance = OneHotLoss(), ClassBalanceLoss()
+        self.bn_loss = BNStatsLoss()
         if cfg.dfkd.target_ce and not cfg.generator.class_conditional:
             raise ConfigError("dfkd.target_ce needs generator.class_conditional=true (the targets come from the generator's input)")
         dfkd = cfg.dfkd
@@ -77,18 +72,11 @@ class DFKDFGVC(DataFreeDistiller):
         bn = self.bn_loss(stats)
         dfkd = self.cfg.dfkd
         loss, logs = dfkd.alpha * bn, {"bn": bn.detach()}
-        if self.critic_ready:  # (logged at weight 0 too: the student–teacher gap on synthetic images)
-            kd = self.kd_loss(self.student(images), teacher_logits)
-            loss, logs["kd"] = loss - dfkd.adversarial * kd, kd.detach()
-        if dfkd.target_ce:  # practical priors (finegrain): off in the paper's objective
+        kd = self.kd_loss(self.student(images), teacher_logits)  # logged at weight 0 too: the student–teacher gap
+        loss, logs["kd"] = loss - dfkd.adversarial * kd, kd.detach()
+        if dfkd.target_ce:  # a practical prior (finegrain): off in the paper's objective
             target_ce = F.cross_entropy(teacher_logits, self.synthesizer.targets)
             loss, logs["target_ce"] = loss + dfkd.target_ce * target_ce, target_ce.detach()
-        if dfkd.onehot:
-            onehot = self.onehot(teacher_logits)
-            loss, logs["onehot"] = loss + dfkd.onehot * onehot, onehot.detach()
-        if dfkd.balance:
-            balance = self.balance(teacher_logits)
-            loss, logs["balance"] = loss + dfkd.balance * balance, balance.detach()
         return {"loss": loss, **logs}
 
     # (c) student objective, Eq. 11: L_KD + β·L_MHAD + γ·L_SFCL

@@ -1,5 +1,5 @@
 """DFQ: data-free network quantization with adversarial knowledge distillation (Choi et al.,
-CVPR-W 2020); METHODS.md §3.
+CVPR-W 2020); docs/methods.md (Baselines).
 
 The generator plays DFAD's adversarial game on the KL divergence, constrained to images the
 teacher finds plausible:

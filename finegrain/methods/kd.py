@@ -1,4 +1,4 @@
-"""Knowledge distillation with the real training data (Hinton, Vinyals & Dean, 2015); METHODS.md §3.
+"""Knowledge distillation with the real training data (Hinton, Vinyals & Dean, 2015); docs/methods.md (Baselines).
 
 The upper bound of every data-free method: the same teacher and student, but the student sees
 the real training images with their labels,

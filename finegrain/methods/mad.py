@@ -1,4 +1,4 @@
-"""MAD: momentum adversarial distillation (Do et al., NeurIPS 2022); METHODS.md §3.
+"""MAD: momentum adversarial distillation (Do et al., NeurIPS 2022); docs/methods.md (Baselines).
 
 Adversarial distillation (the generator maximizes the student–teacher KL, the student minimizes
 it) suffers from the generator's distribution drifting away quickly: the student forgets what

@@ -1,5 +1,5 @@
 """ZSKT: zero-shot knowledge transfer via adversarial belief matching (Micaelli & Storkey,
-NeurIPS 2019); METHODS.md §3.
+NeurIPS 2019); docs/methods.md (Baselines).
 
 An adversarial game like DFAD's, on the KL divergence instead of the L1 logit gap:
 

@@ -20,25 +20,22 @@ center-cropped to the size asked for. ``λ = 0`` skips SAM: the output is exactl
 DCGAN's. ``forward`` returns the tanh image in [-1, 1]; the synthesizer maps it to the teacher's
 normalization.
 
-``output_norm="batchnorm"`` (finegrain's practical setting, not the paper's) puts an affine-free
-BatchNorm between the RGB conv and the tanh, as DAFL's and DFAD's generators normalise their
-output. Why: every spectral-normed up-block shrinks activations about 3×, so a fresh paper-mode
-generator emits nearly flat grey images (per-image std ~0.04 in [0, 1] at CPU widths, ~0.005 at
-the paper's), on which a teacher predicts one class; a whole short budget is then spent just
-finding contrast. With unit-variance logits before the tanh, the first images already have
-photo-like contrast (std ~0.3). ``"batchnorm_affine"`` starts the same and then learns a per-channel
-scale and shift, so the colour balance of the images can move towards the real data's (an
-affine-free norm pins every channel's mean at mid-grey). A batch norm guarantees contrast to the
-batch, not to each image: a few high-contrast images can take all the variance and leave the rest
-flat grey, which is what the Oxford-17 benchmark's DFKD-FGVC grid shows. ``"imagenorm"``
-normalizes each image by its own mean and std over (C, H, W) (GroupNorm with one group, no
-affine), so every image has contrast and keeps its colour balance across channels.
+``output_norm="imagenorm"`` (finegrain's practical setting, not the paper's) normalizes each image
+by its own mean and std over (C, H, W) (GroupNorm with one group, no affine) between the RGB conv
+and the tanh. Why: every spectral-normed up-block shrinks activations about 3×, so a fresh
+paper-mode generator emits nearly flat grey images (per-image std ~0.04 in [0, 1] at CPU widths,
+~0.005 at the paper's), on which a teacher predicts one class; a whole short budget is then spent
+just finding contrast. With unit-variance logits before the tanh, the first images already have
+photo-like contrast (std ~0.3), every image of the batch (a batch norm there would guarantee
+contrast to the batch only: a few images could take all of it), each keeping its colour balance
+across channels.
+
 ``"standardize"`` is DAFL's and DFAD's own placement: an affine-free BatchNorm *after* the tanh,
 so the generator emits images already standardized the way the teacher's inputs are (every
 channel's batch mean 0 and std 1 in the teacher's normalized space: the real data's pixel mean
 and std, whatever they are); the synthesizer then skips its [0, 1] → normalized mapping
-(``emits_normalized``). Why it matters on MNIST: the norms before the tanh pin each channel's
-mean at mid-grey (pixel mean 0.50, 8 % of pixels dark), while real digits are 87 % black (pixel
+(``emits_normalized``). Why it matters on MNIST: a norm before the tanh pins the mean near
+mid-grey (pixel mean 0.50, 8 % of pixels dark), while real digits are 87 % black (pixel
 mean 0.10), a brightness the teacher never saw. ``"none"`` is the paper's Table 6 architecture,
 unchanged.
 
@@ -66,10 +63,8 @@ SOFTMAX_AXES = ("spatial", "channel")
 
 def make_output_norm(name: str, channels: int = 3) -> nn.Module | None:
     """The normalization of the output (one of ``OUTPUT_NORMS``); ``None`` for the paper's ``"none"``."""
-    if name in ("batchnorm", "standardize"):
+    if name == "standardize":
         return nn.BatchNorm2d(channels, affine=False)
-    if name == "batchnorm_affine":
-        return nn.BatchNorm2d(channels, affine=True)
     if name == "imagenorm":
         return nn.GroupNorm(1, channels, affine=False)
     return None

@@ -4,7 +4,7 @@ Ultra-fine-grained classes (cultivars of one species) differ in small parts. SSD
 training image, a second view from the network's own activation map: with probability ``p_drop``
 the most salient region is erased (the network must find other evidence), otherwise the view is
 cropped to that region and resized back (the network looks closer at it); a flip and a small
-rotation add a change of viewpoint. finegrain's reading of the paper (METHODS.md §1, spec):
+rotation add a change of viewpoint. finegrain's reading of the paper (docs/methods.md, CSDNet: SSDP):
 
 1. ``A = mean_c F`` of the raw view's last feature map (detached), upsampled to the image size
    and min–max normalized per image;

@@ -1,0 +1,92 @@
+"""The README's figures: the shipped recipes run as a user runs them, one command each, on Oxford-17.
+
+Rows (every run gets the whole machine, one at a time, as a user's run does):
+
+* ``teacher``: the supervised recipe ``oxford17_cpu`` (the demo's first stage), seed 0: EfficientNet-
+  Lite0 from its shipped ImageNet weights, 6 epochs at 128 px;
+* ``datafree-fixed``: ``datafree_practical`` on that teacher at the recipe's fixed schedule (125
+  iterations, the demo's distill stage), seeds 0, 1, 2 (``--seeds``);
+* ``datafree-budget``: the same recipe with ``--budget`` minutes (default 6): the run sizes its own
+  schedule to the minutes, seeds 0, 1, 2.
+
+Each row records its command; ``rows`` holds one record per row name (mean ± std over its seeds),
+``runs`` every run. Resumable: a re-run with the same ``--out`` reuses the runs already done.
+
+    python -m benchmarks.recipes --data ../shared/data/oxford17
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from benchmarks import harness
+
+BENCHMARK = "recipes"
+OUT = harness.ROOT / "benchmarks" / "recipes.result.json"
+TEACHER_RECIPE, DISTILL_RECIPE = "oxford17_cpu", "datafree_practical"
+
+
+def plan(args, teacher_dir: str | None) -> tuple[harness.Run, list[harness.Run]]:
+    """The teacher run, and the distillation runs on ``teacher_dir`` (its run folder once trained)."""
+    out = str(harness.workdir_of(args, BENCHMARK))
+    teacher = harness.Run("teacher", TEACHER_RECIPE, "supervised", seed=0, data=args.data, out_dir=out)
+    runs = []
+    for budget, name in ((0.0, "datafree-fixed"), (args.budget, "datafree-budget")):
+        runs += [harness.Run(name, DISTILL_RECIPE, "dfkd-fgvc", seed=seed, budget_minutes=budget,
+                             teacher=teacher_dir, data=args.data, out_dir=out) for seed in args.seeds]
+    return teacher, runs
+
+
+def user_command(command: str) -> str:
+    """A run's command as the README shows it: the recipe names the method, and the seed is the default."""
+    return re.sub(r" --method \S+| \S+\.seed=\d+", "", command)
+
+
+def record(name: str, rows: list[dict], kind: str) -> dict:
+    """One README row: the mean over seeds, the recipe and the command of seed 0."""
+    summary = harness.summarize(rows)[0]
+    first = rows[0]
+    return {"name": name, "kind": kind, "recipe": first["recipe"], "command": user_command(first["command"]),
+            "seeds": summary["seeds"], "test_top1": summary["test_top1_mean"],
+            "test_top1_std": summary["test_top1_std"], "val_top1": summary["val_top1_mean"],
+            "seconds": summary["seconds_mean"], "budget_minutes": first["budget_minutes"] or None,
+            "scheduled_steps": summary["scheduled_steps_mean"], "steps": summary["steps_mean"],
+            "teacher_test_top1": first.get("teacher_test_top1"), "student_arch": first.get("student_arch"),
+            "teacher_arch": first.get("teacher_arch")}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(harness.ROOT.parent / "shared" / "data" / "oxford17"),
+                   help="an ImageFolder dataset with train/val/test (default: ../shared/data/oxford17)")
+    harness.add_arguments(p, out=str(OUT), budget=6.0)
+    args = p.parse_args(argv)
+    harness.check_arguments(p, args)
+    if not Path(args.data).is_dir():
+        p.error(f"--data: {args.data} is not a folder")
+    results = harness.Results(args.out, BENCHMARK, fresh=args.fresh)
+    workdir = harness.workdir_of(args, BENCHMARK)
+    teacher_run, _ = plan(args, None)
+    teacher_row = harness.train_teacher(teacher_run, results, workdir=workdir, threads=args.threads)
+    _, runs = plan(args, teacher_row["run_dir"])
+    rows = harness.launch(runs, results, workdir=workdir, threads=args.threads)
+    records = [record("teacher", [teacher_row], "teacher")]
+    for name in ("datafree-fixed", "datafree-budget"):
+        mine = [r for r in rows if r["variant"] == name]
+        if mine:
+            records.append(record(name, mine, "distill"))
+    result = results.finish({"dataset": str(Path(args.data).resolve()), "rows": records,
+                             "runs": [teacher_row, *rows]})
+    harness.print_table(records, [("run", lambda r: r["name"]), ("recipe", lambda r: r["recipe"]),
+                                  ("test top-1", lambda r: harness.pm(r["test_top1"], r["test_top1_std"])),
+                                  ("val top-1", lambda r: harness.fmt(r["val_top1"])),
+                                  ("steps", lambda r: harness.fmt(r["steps"], ".0f")),
+                                  ("seconds", lambda r: harness.fmt(r["seconds"], ".0f"))])
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

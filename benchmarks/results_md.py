@@ -1,0 +1,409 @@
+"""benchmarks/RESULTS.md and the results tables of the README and the docs, from the committed JSON.
+
+    python -m benchmarks.results_md            # rewrite benchmarks/RESULTS.md and every marker block
+    python -m benchmarks.results_md --check    # change nothing; exit 1 naming each file that would change
+
+Every benchmark writes ``benchmarks/NAME.result.json``. This script reads all of them and
+
+* writes ``benchmarks/RESULTS.md``: one section per JSON, with the command that produced it and its
+  tables;
+* rewrites, in ``README.md`` and ``docs/*.md`` (not ``docs/history/``), the text between a pair of
+  marker comments with the table that block renders from the JSON now::
+
+      <!-- results:readme -->
+      ... generated, do not edit by hand ...
+      <!-- /results:readme -->
+
+A figure inside a block is therefore the JSON's. ``tests/test_results_docs.py`` calls :func:`check`,
+so a hand-edited figure, or a JSON committed without running this script, fails the tests.
+
+Blocks (``BLOCKS``): ``readme`` (the README's results table: every recipe row of
+``recipes.result.json`` and the Oxford-17 CSDNet/CE comparison of ``csdnet_vs_ce.result.json``),
+``datafree`` (the distillation rows of ``recipes.result.json``, for docs/datafree.md) and ``csdnet``
+(every dataset of ``csdnet_vs_ce.result.json``, for docs/csdnet.md). A block whose JSON is not
+committed renders a one-line placeholder that says which command writes it.
+
+JSON shapes read:
+
+* ``recipes.result.json``: ``{"rows": [{"name", "recipe", "command", "test_top1", "val_top1",
+  "seconds", "teacher_test_top1", ...}], ...}``; optional per row: ``test_top1_std``, ``seeds``,
+  ``scheduled_steps``, ``steps``, ``budget_minutes``, ``kind``. A row with a ``teacher_test_top1`` is
+  a distillation.
+* ``csdnet_vs_ce.result.json``: ``{"tables": {dataset: {variant: {test_top1_mean, test_top1_std,
+  val_top1_mean, val_top1_std, runs, train_images_per_s, throughput_vs_ce}}}, "datasets": {dataset:
+  {"root"}}, "torch_threads", "config", "k", "image_size", "epochs", "seeds", "how_run"}``.
+* anything else: a table of its ``rows`` or ``runs`` (the usual figure columns) or of its scalars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_MD = Path("benchmarks") / "RESULTS.md"
+NONE = "–"
+
+#: block name -> the result JSONs (``benchmarks/NAME.result.json``) it is rendered from
+BLOCKS = {
+    "readme": ("recipes", "csdnet_vs_ce"),
+    "datafree": ("recipes",),
+    "csdnet": ("csdnet_vs_ce",),
+}
+#: the command that writes each known JSON, for placeholders and sections without a command
+WRITERS = {
+    "recipes": "python -m benchmarks.recipes",
+    "csdnet_vs_ce": "python -m benchmarks.csdnet_vs_ce --data ../shared/data/oxford17",
+}
+MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
+OPEN = re.compile(r"<!-- (/?)results:([\w-]+) -->")
+
+CSDNET_VARIANTS = {
+    "ce": "cross-entropy",
+    "csdnet": "**CSDNet**",
+    "csdnet-no-ssdp": "CSDNet − SSDP (random second view)",
+    "csdnet-no-ddl": "CSDNet − DDL",
+    "csdnet-no-ssdt": "CSDNet − SSDT",
+}
+DATASET_NAMES = {"oxford17": "Oxford-17", "cars196": "Stanford Cars (cars196)", "mnist": "MNIST"}
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def load_results(root: Path = ROOT) -> dict[str, dict]:
+    """Every ``benchmarks/*.result.json`` under ``root``, by name (file name less ``.result.json``)."""
+    out = {}
+    for path in sorted((root / "benchmarks").glob("*.result.json")):
+        out[path.name[: -len(".result.json")]] = json.loads(path.read_text())
+    return out
+
+
+def num(x, digits: int = 2) -> str:
+    if x is None or isinstance(x, bool) or not isinstance(x, (int, float)):
+        return NONE if x is None else str(x)
+    return f"{x:.{digits}f}"
+
+
+def mean_std(mean, std, digits: int = 2) -> str:
+    if mean is None:
+        return NONE
+    return num(mean, digits) if std is None else f"{num(mean, digits)} ± {num(std, digits)}"
+
+
+def seconds(s) -> str:
+    if not isinstance(s, (int, float)) or isinstance(s, bool):
+        return NONE
+    return f"{s / 60:.1f} min" if s >= 100 else f"{s:.0f} s"
+
+
+def code(text) -> str:
+    """Inline code for a table cell (a ``|`` would end the cell)."""
+    if not text:
+        return NONE
+    return "`" + str(text).replace("|", "\\|") + "`"
+
+
+def cell(text) -> str:
+    return NONE if text in (None, "") else str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def placeholder(name: str) -> str:
+    return f"*`benchmarks/{name}.result.json` is not committed yet: `{WRITERS.get(name, 'its benchmark')}` writes it.*"
+
+
+# ---------------------------------------------------------------------------------------- recipes
+def recipe_rows(data: dict) -> list[dict]:
+    rows = data.get("rows") or []
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def row_test(r: dict) -> str:
+    text = mean_std(r.get("test_top1"), r.get("test_top1_std"))
+    seeds = r.get("seeds")
+    n = len(seeds) if isinstance(seeds, list) else seeds
+    return f"{text} ({n} seeds)" if isinstance(n, int) and n > 1 else text
+
+
+def is_distill(r: dict) -> bool:
+    return r.get("teacher_test_top1") is not None or r.get("kind") == "distill"
+
+
+def steps(r: dict) -> str:
+    done, planned = r.get("steps"), r.get("scheduled_steps")
+    if done is None and planned is None:
+        return NONE
+    if planned is None or planned == done:
+        return str(done if done is not None else planned)
+    return f"{done} of {planned}"
+
+
+def recipes_table(data: dict) -> str:
+    rows = [[cell(r.get("name")), code(r.get("recipe")), row_test(r), num(r.get("val_top1")),
+             num(r.get("teacher_test_top1")), seconds(r.get("seconds")), steps(r), code(r.get("command"))]
+            for r in recipe_rows(data)]
+    return table(["run", "recipe", "test top-1 %", "val top-1 %", "teacher test top-1 %", "time", "steps",
+                  "command"], rows)
+
+
+def datafree_block(results: dict) -> str:
+    data = results.get("recipes")
+    if data is None:
+        return placeholder("recipes")
+    rows = []
+    for r in recipe_rows(data):
+        if not is_distill(r):
+            continue
+        t, tt = r.get("test_top1"), r.get("teacher_test_top1")
+        ratio = f"{t / tt:.2f}" if isinstance(t, (int, float)) and isinstance(tt, (int, float)) and tt else NONE
+        rows.append([cell(r.get("name")), code(r.get("recipe")), row_test(r), num(r.get("val_top1")), num(tt),
+                     ratio, seconds(r.get("seconds")), code(r.get("command"))])
+    if not rows:
+        return "*`benchmarks/recipes.result.json` holds no distillation row.*"
+    return table(["run", "recipe", "test top-1 %", "val top-1 %", "teacher test top-1 %", "/ teacher", "time",
+                  "command"], rows)
+
+
+# ---------------------------------------------------------------------------------------- csdnet
+def csdnet_config(data: dict) -> str:
+    return Path(str(data.get("config") or "oxford17_csdnet_cpu")).stem
+
+
+def csdnet_command(data: dict, dataset: str, variants: list[str] | None = None) -> str:
+    root = ((data.get("datasets") or {}).get(dataset) or {}).get("root") or f"../shared/data/{dataset}"
+    threads = data.get("torch_threads")
+    threads = threads.get(dataset) if isinstance(threads, dict) else threads
+    cmd = f"python -m benchmarks.csdnet_vs_ce --data {root}"
+    if variants:
+        cmd += " --variants " + " ".join(variants)
+    if isinstance(threads, int) and threads != 1:
+        cmd += f" --threads {threads}"
+    return cmd
+
+
+def run_seconds(data: dict, dataset: str, variant: str):
+    """Mean seconds of one run of a variant (None when the runs do not say)."""
+    secs = [r["seconds"] for r in data.get("runs") or [] if isinstance(r, dict) and r.get("dataset") == dataset
+            and r.get("variant") == variant and isinstance(r.get("seconds"), (int, float))]
+    return sum(secs) / len(secs) if secs else None
+
+
+def csdnet_setting(data: dict) -> str:
+    seeds = data.get("seeds")
+    seeds = " ".join(str(s) for s in seeds) if isinstance(seeds, list) else seeds
+    return (f"K = {data.get('k', NONE)} training images per class, {data.get('image_size', NONE)} px, "
+            f"{data.get('epochs', NONE)} epochs, seeds {seeds}, recipe `{csdnet_config(data)}` "
+            f"(cross-entropy: the same with `method.name=supervised`)")
+
+
+def csdnet_tables(data: dict) -> str:
+    parts = []
+    for dataset, variants in (data.get("tables") or {}).items():
+        rows = []
+        for variant, s in variants.items():
+            n = s.get("runs")
+            rows.append([CSDNET_VARIANTS.get(variant, cell(variant)),
+                         mean_std(s.get("test_top1_mean"), s.get("test_top1_std")),
+                         mean_std(s.get("val_top1_mean"), s.get("val_top1_std")),
+                         str(n) if n is not None else NONE, num(s.get("train_images_per_s"), 1),
+                         num(s.get("throughput_vs_ce"))])
+        parts.append(f"**{DATASET_NAMES.get(dataset, dataset)}**: `{csdnet_command(data, dataset)}`\n\n"
+                     + table(["variant", "test top-1 %", "val top-1 %", "seeds", "train images/s", "speed vs CE"],
+                             rows))
+    return "\n\n".join(parts) if parts else "*no table in `benchmarks/csdnet_vs_ce.result.json`.*"
+
+
+def csdnet_block(results: dict) -> str:
+    data = results.get("csdnet_vs_ce")
+    if data is None:
+        return placeholder("csdnet_vs_ce")
+    return csdnet_setting(data) + ". Mean ± std over the seeds.\n\n" + csdnet_tables(data)
+
+
+# ---------------------------------------------------------------------------------------- README
+def readme_block(results: dict) -> str:
+    rows, notes = [], []
+    recipes = results.get("recipes")
+    if recipes is None:
+        notes.append(placeholder("recipes"))
+    else:
+        for r in recipe_rows(recipes):
+            rows.append([cell(r.get("name")), code(r.get("recipe")), row_test(r),
+                         num(r.get("teacher_test_top1")), seconds(r.get("seconds")), code(r.get("command"))])
+    csd = results.get("csdnet_vs_ce")
+    if csd is None:
+        notes.append(placeholder("csdnet_vs_ce"))
+    else:
+        table_ = (csd.get("tables") or {}).get("oxford17") or {}
+        recipe = csdnet_config(csd)
+        for variant, extra in (("ce", " method.name=supervised"), ("csdnet", "")):
+            s = table_.get(variant)
+            if not s:
+                continue
+            label = "cross-entropy" if variant == "ce" else "CSDNet"
+            rows.append([f"{label}, Oxford-17, {csd.get('k', NONE)} images per class ({s.get('runs', NONE)} seeds)",
+                         code(recipe + extra), mean_std(s.get("test_top1_mean"), s.get("test_top1_std")), NONE,
+                         seconds(run_seconds(csd, "oxford17", variant)),
+                         code(csdnet_command(csd, "oxford17", [variant]))])
+    text = table(["run", "recipe", "test top-1 %", "teacher %", "time per run", "command"], rows) if rows else ""
+    return "\n\n".join(x for x in [text, *notes] if x)
+
+
+RENDERERS = {"readme": readme_block, "datafree": datafree_block, "csdnet": csdnet_block}
+
+
+def render_block(name: str, results: dict) -> str:
+    if name not in RENDERERS:
+        raise ValueError(f"unknown results block {name!r}; known: {', '.join(RENDERERS)}")
+    return RENDERERS[name](results)
+
+
+def missing_sources(name: str, root: Path = ROOT) -> list[str]:
+    """The JSON files a block reads that are not committed under ``root``."""
+    return [f"benchmarks/{s}.result.json" for s in BLOCKS.get(name, ())
+            if not (root / "benchmarks" / f"{s}.result.json").is_file()]
+
+
+# ---------------------------------------------------------------------------------------- RESULTS.md
+def generic_section(data: dict) -> str:
+    rows = data.get("rows") if isinstance(data.get("rows"), list) else data.get("runs")
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+        preferred = ["name", "setting", "dataset", "method", "variant", "recipe", "seed", "test_top1", "val_top1",
+                     "teacher_test_top1", "iterations", "steps", "seconds"]
+        cols = [c for c in preferred if any(c in r for r in rows)]
+        body = [[num(r.get(c)) if isinstance(r.get(c), float) else cell(r.get(c)) for c in cols] for r in rows]
+        return table(cols, body)
+    scalars = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    if not scalars:
+        return "*no table this script can read.*"
+    return table(["key", "value"], [[cell(k), cell(v)] for k, v in scalars.items()])
+
+
+def section(name: str, data: dict) -> str:
+    command = data.get("command") if isinstance(data.get("command"), str) else None
+    head = [f"## `{name}.result.json`", ""]
+    if name == "recipes":
+        head += [f"Command: `{command or WRITERS['recipes']}`. Each row: the recipe, the command that runs it "
+                 "alone, and its figures.", "", recipes_table(data)]
+    elif name == "csdnet_vs_ce":
+        head += [csdnet_setting(data) + ". Mean ± std over the seeds.", "", csdnet_tables(data)]
+        if data.get("how_run"):
+            head += ["", "How it was run: " + cell(data["how_run"])]
+    else:
+        if command:
+            head += [f"Command: `{command}`.", ""]
+        head += [generic_section(data)]
+    return "\n".join(head)
+
+
+def render_results_md(results: dict) -> str:
+    lines = ["# Benchmark results", "",
+             "<!-- generated by `python -m benchmarks.results_md` from benchmarks/*.result.json: do not edit -->", "",
+             "Every committed `benchmarks/*.result.json`, one section each. Test top-1 is on the dataset's test "
+             "split, which no run uses to choose anything; val top-1 is what settings were chosen on. Results of "
+             "scripts and settings that no longer exist are kept, as superseded runs, in "
+             "[docs/history/results/](../docs/history/results/).", ""]
+    if not results:
+        lines += ["*No result JSON is committed.*", ""]
+    for name, data in results.items():
+        lines += [section(name, data), ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- files
+def doc_files(root: Path = ROOT) -> list[Path]:
+    """The files whose marker blocks are rendered: README.md and docs/*.md outside docs/history/."""
+    files = [root / "README.md"] + sorted((root / "docs").glob("*.md"))
+    return [f for f in files if f.is_file()]
+
+
+def blocks_in(text: str, where: str = "") -> list[str]:
+    """The block names of a text, in order; an unclosed or unknown marker is an error naming it."""
+    stack, names = [], []
+    for m in OPEN.finditer(text):
+        closing, name = m.group(1) == "/", m.group(2)
+        if name not in RENDERERS:
+            raise ValueError(f"{where}: unknown results block {name!r}; known: {', '.join(RENDERERS)}")
+        if closing:
+            if not stack or stack[-1] != name:
+                raise ValueError(f"{where}: <!-- /results:{name} --> without its opening marker")
+            stack.pop()
+        else:
+            if stack:
+                raise ValueError(f"{where}: results block {name!r} opened inside {stack[-1]!r}")
+            stack.append(name)
+            names.append(name)
+    if stack:
+        raise ValueError(f"{where}: results block {stack[-1]!r} is not closed (<!-- /results:{stack[-1]} -->)")
+    return names
+
+
+def render_text(text: str, results: dict, where: str = "") -> str:
+    blocks_in(text, where)
+    return MARKER.sub(lambda m: f"<!-- results:{m['name']} -->\n{render_block(m['name'], results)}\n"
+                                f"<!-- /results:{m['name']} -->", text)
+
+
+def block_body(text: str, name: str) -> str | None:
+    """The current text between a block's markers (None when the text has no such block)."""
+    for m in MARKER.finditer(text):
+        if m["name"] == name:
+            return m["body"].rstrip("\n")
+    return None
+
+
+def expected(root: Path = ROOT) -> dict[Path, str]:
+    """Every generated file's content as the committed JSON renders it now."""
+    results = load_results(root)
+    out = {root / RESULTS_MD: render_results_md(results)}
+    for path in doc_files(root):
+        text = path.read_text()
+        if OPEN.search(text):
+            out[path] = render_text(text, results, str(path.relative_to(root)))
+    return out
+
+
+def check(root: Path = ROOT) -> list[str]:
+    """The files (relative to ``root``) whose content differs from what the JSON renders now."""
+    stale = []
+    for path, text in expected(root).items():
+        if not path.is_file() or path.read_text() != text:
+            stale.append(str(path.relative_to(root)))
+    return stale
+
+
+def write(root: Path = ROOT) -> list[str]:
+    """Rewrite every stale file; returns the ones written."""
+    written = []
+    for path, text in expected(root).items():
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+            written.append(str(path.relative_to(root)))
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file would change")
+    p.add_argument("--root", default=str(ROOT), help="repository root (default: this checkout)")
+    args = p.parse_args(argv)
+    root = Path(args.root).resolve()
+    if args.check:
+        stale = check(root)
+        for f in stale:
+            print(f"stale: {f} (run `python -m benchmarks.results_md`)")
+        return 1 if stale else 0
+    for f in write(root):
+        print(f"wrote {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
