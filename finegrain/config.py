@@ -32,6 +32,7 @@ RETIRED: dict[str, Any] = {
     "distill.critic_mode": "eval", "distill.channels_last": False, "distill.warmup_critic": True,
     "distill.pool_crop": 1.0, "distill.pool_mix_alpha": 1.0, "generator.synthesis_crop": 1.0,
     "dfkd.first_bn_weight": 1.0, "dfkd.onehot": 0.0, "dfkd.balance": 0.0, "csdnet.qc_reduction": "sum",
+    "csdnet.ddl_views": "both",
 }
 
 

@@ -169,7 +169,6 @@ class CSDNetConfig:
     queue_size: int = option(4096, "memory queue length (capped at 2 x training-set size) (spec)")
     margin: float = option(0.5, "contrastive margin xi: negatives above it are pushed apart (spec)")
     warmup_epochs: int = option(1, "epochs before the queue term starts (batch pairs only until then) (spec)")
-    ddl_views: str = option("both", "which views' embeddings DDL compares and enqueues", choices=("both", "raw"))
     proj_hidden: int = option(512, "projection head hidden width (spec)")
     proj_dim: int = option(128, "projection head output width (spec)")
     theta_min: float = option(0.5, "SSDP threshold theta ~ U(theta_min, theta_max) of max(A) (spec)")

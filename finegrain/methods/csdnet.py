@@ -119,11 +119,8 @@ class CSDNet(Method):
 
     # ------------------------------------------------------------------ DDL: queue contrast
     def _queue_contrast(self, raw, aug, y, y_aug):
-        if self.c.ddl_views == "both":
-            z = self.projection(torch.cat([raw.pooled, aug.pooled]))
-            labels = torch.cat([y, y_aug])
-        else:
-            z, labels = self.projection(raw.pooled), y
+        z = self.projection(torch.cat([raw.pooled, aug.pooled]))  # both views' embeddings
+        labels = torch.cat([y, y_aug])
         # Other ranks' embeddings of this step are keys too (detached, as MoCo's), so the loss of a
         # batch split over ranks equals the whole batch's; all of them are enqueued afterwards.
         world, rank = distributed_world()
