@@ -40,16 +40,27 @@ def plan(args, teacher_dir: str | None) -> tuple[harness.Run, list[harness.Run]]
     return teacher, runs
 
 
-def user_command(command: str) -> str:
-    """A run's command as the README shows it: the recipe names the method, and the seed is the default."""
-    return re.sub(r" --method \S+| \S+\.seed=\d+", "", command)
+#: how the README names each row
+TITLES = {"teacher": "supervised teacher (Lite0, all 40 train images per class)",
+          "datafree-fixed": "data-free student, the recipe's fixed 125 iterations (the demo's distill stage)",
+          "datafree-budget": "data-free student, `--budget 6`: sized to 6 minutes"}
+#: the teacher's run folder as the README's commands name it (`finegrain train ... --name teacher`)
+TEACHER_AS_TYPED = "runs/teacher"
 
 
-def record(name: str, rows: list[dict], kind: str) -> dict:
+def user_command(command: str, teacher_dir: str) -> str:
+    """A run's command as a user types it: the recipe names the method, the seed is the default, and
+    the teacher is the folder the teacher row's command writes (not this machine's path)."""
+    command = re.sub(r" --method \S+| \S+\.seed=\d+", "", command).replace(teacher_dir, TEACHER_AS_TYPED)
+    return command + " --name teacher" if command.startswith("finegrain train") else command
+
+
+def record(name: str, rows: list[dict], kind: str, teacher_dir: str) -> dict:
     """One README row: the mean over seeds, the recipe and the command of seed 0."""
     summary = harness.summarize(rows)[0]
     first = rows[0]
-    return {"name": name, "kind": kind, "recipe": first["recipe"], "command": user_command(first["command"]),
+    return {"name": TITLES.get(name, name), "variant": name, "kind": kind, "recipe": first["recipe"],
+            "command": user_command(first["command"], teacher_dir),
             "seeds": summary["seeds"], "test_top1": summary["test_top1_mean"],
             "test_top1_std": summary["test_top1_std"], "val_top1": summary["val_top1_mean"],
             "seconds": summary["seconds_mean"], "budget_minutes": first["budget_minutes"] or None,
@@ -73,11 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
     teacher_row = harness.train_teacher(teacher_run, results, workdir=workdir, threads=args.threads)
     _, runs = plan(args, teacher_row["run_dir"])
     rows = harness.launch(runs, results, workdir=workdir, threads=args.threads)
-    records = [record("teacher", [teacher_row], "teacher")]
+    records = [record("teacher", [teacher_row], "teacher", teacher_row["run_dir"])]
     for name in ("datafree-fixed", "datafree-budget"):
         mine = [r for r in rows if r["variant"] == name]
         if mine:
-            records.append(record(name, mine, "distill"))
+            records.append(record(name, mine, "distill", teacher_row["run_dir"]))
     result = results.finish({"dataset": str(Path(args.data).resolve()), "rows": records,
                              "runs": [teacher_row, *rows]})
     harness.print_table(records, [("run", lambda r: r["name"]), ("recipe", lambda r: r["recipe"]),

@@ -26,6 +26,9 @@ def test_a_readme_row_is_the_mean_over_seeds_with_the_command_of_one_run():
              "student_arch": "efficientnet_lite0",
              "command": f"finegrain distill --config datafree_practical --method dfkd-fgvc --teacher T "
                         f"--budget 6 train.seed={seed}"} for seed, top1 in ((0, 50.0), (1, 54.0))]
-    row = recipes.record("datafree-budget", rows, "distill")
+    row = recipes.record("datafree-budget", rows, "distill", teacher_dir="T")
     assert row["test_top1"] == 52.0 and row["seeds"] == [0, 1] and row["budget_minutes"] == 6.0
-    assert row["command"] == "finegrain distill --config datafree_practical --teacher T --budget 6"
+    assert row["command"] == "finegrain distill --config datafree_practical --teacher runs/teacher --budget 6"
+    assert row["variant"] == "datafree-budget" and "6 minutes" in row["name"]
+    typed = recipes.user_command("finegrain train --config oxford17_cpu --method supervised --data D train.seed=0", "T")
+    assert typed == "finegrain train --config oxford17_cpu --data D --name teacher"
