@@ -139,7 +139,8 @@ class TrainConfig:
                                      "(a checkpoint first: --resume auto continues the schedule); 0 = off")
     budget_minutes: float = option(0.0, "time budget of the run (set-up, training and evaluation): after a few "
                                         "timed iterations the run sizes its schedule, learning rate included, to "
-                                        "end on time, then sizes it once more when its first val pass is timed; "
+                                        "end on time, then sizes it again at each epoch's end from that epoch's "
+                                        "step times and its measured val pass; "
                                         "the length is kept in checkpoints, so --resume continues it; 0 = the "
                                         "fixed schedule of train.epochs (finegrain/engine/budget.py)")
     nan_policy: str = option("stop", "on a non-finite loss: stop or skip the step", choices=("stop", "skip"))
@@ -200,7 +201,7 @@ class Config:
                                   f"(it reads: {', '.join(reads)}; set by {source})")
         self._bound = (method, reads)
         _check_keep_model(self)
-        _check_max_minutes(self)
+        _check_time_limits(self)
         return self
 
     def copy(self) -> "Config":
@@ -297,7 +298,7 @@ def _check_keep_model(cfg: Config) -> None:
                           f"keep the best epoch by a real val split or data.val_fraction of train")
 
 
-def _check_max_minutes(cfg: Config) -> None:
+def _check_time_limits(cfg: Config) -> None:
     """A negative limit or budget would end every run after its first iteration without saying why."""
     train = cfg._sections["train"]
     for key in ("max_minutes", "budget_minutes"):

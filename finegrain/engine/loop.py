@@ -188,7 +188,7 @@ class Trainer:
         if schedule.get("sized"):  # the length a budget gave the run it continues (else train.epochs rules)
             self.total_steps, self.epochs, self.schedule_sized = (schedule[k] for k in ("total_steps", "epochs", "sized"))
             self.budget = None  # continued as saved: a new estimate would make --resume inexact
-        else:  # a schedule's saved length yields to the config's: a run may be resumed with more epochs
+        elif position["global_step"]:  # a saved length yields to the config's: a run may resume with more epochs
             for phase in phases:
                 if phase.scheduler is not None:
                     resize_schedule(phase.scheduler, self.total_steps)
@@ -324,7 +324,7 @@ class Trainer:
                             self.cfg.train.eval_every)
         total = self.fabric.broadcast(self.budget.size(cost, self.global_step, epoch), src=0)
         self.total_steps = total
-        self.epochs = max(epoch + (1 if measured_val_seconds is None else 0), math.ceil(total / self.iterations))
+        self.epochs = math.ceil(total / self.iterations)  # total >= global_step >= 1: the current epoch counts
         for phase in self.phases:
             if phase.scheduler is not None:
                 resize_schedule(phase.scheduler, total)
