@@ -44,7 +44,7 @@ from benchmarks import harness
 BENCHMARK = "data_free"
 TEACHER_RECIPE = "oxford17_cpu"
 PRACTICAL = "datafree_practical"
-PAPER = "datafree_paper"
+PAPER = "datafree_paper_budget"
 MAIN = "dfkd-fgvc"
 #: the rows DFKD-FGVC gets: name -> (recipe, ablation)
 DFKD_ROWS = {

@@ -149,6 +149,7 @@ class Run:
     labels: tuple = ()               # ((field, value), ...) copied into the row, e.g. (("dataset", "oxford17"),)
     val_fraction: float | None = None  # data.val_fraction, for a root without a val/ split
     accelerator: str | None = None   # train.accelerator (None: the recipe's)
+    settings: tuple = ()             # ((key, value), ...): a tuning trial's point of a benchmark's declared search space
 
     def __post_init__(self):
         if self.ablation is not None and self.ablation not in ABLATIONS:
@@ -185,7 +186,11 @@ class Run:
         if self.ablation:
             key, value = ABLATIONS[self.ablation]
             out.append(f"{key}={json.dumps(value)}")
-        return out
+        return out + self.setting_words()
+
+    def setting_words(self) -> list[str]:
+        """The tuning settings as ``key=value`` words (JSON values), in the order given."""
+        return [f"{key}={json.dumps(value)}" for key, value in self.settings]
 
     def config(self):
         """The run's config. A few-shot recipe (``data.few_shot_k``) draws its subset with the run's seed."""
@@ -217,7 +222,7 @@ class Run:
         if self.ablation:
             key, value = ABLATIONS[self.ablation]
             words.append(f"{key}={json.dumps(value)}")
-        return shlex.join(words)
+        return shlex.join(words + self.setting_words())
 
     def spec(self) -> dict:
         """What a finished row must match to be reused on a re-run (not where its folder was)."""
@@ -226,7 +231,7 @@ class Run:
                 "ablation": self.ablation, "labels": [list(pair) for pair in self.labels],
                 "data": str(Path(self.data).resolve()) if self.data else None,
                 "teacher_digest": teacher_digest(self.teacher), "val_fraction": self.val_fraction,
-                "accelerator": self.accelerator}
+                "accelerator": self.accelerator, "settings": [list(pair) for pair in self.settings]}
 
     def check(self):
         """The run's config bound to its method, as ``fit`` binds it (nothing trained): a recipe that does
@@ -236,11 +241,13 @@ class Run:
         return methods.bind_config(self.config())
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "labels": [list(pair) for pair in self.labels]}
+        return {**dataclasses.asdict(self), "labels": [list(pair) for pair in self.labels],
+                "settings": [list(pair) for pair in self.settings]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Run":
-        return cls(**{**data, "labels": tuple(tuple(pair) for pair in data.get("labels", ()))})
+        return cls(**{**data, "labels": tuple(tuple(pair) for pair in data.get("labels", ())),
+                      "settings": tuple(tuple(pair) for pair in data.get("settings", ()))})
 
 
 # -------------------------------------------------------------------------------- one run, worker

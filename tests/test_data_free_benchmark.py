@@ -27,7 +27,7 @@ def test_every_row_names_a_shipped_recipe_that_loads_and_binds_its_method():
         load_config(packaged_config(recipe))
         cfg = harness.Run(name, recipe, method, budget_minutes=6.0, teacher="/t", data="/d", ablation=ablation).check()
         assert cfg.method.name == method and cfg.train.budget_minutes == 6.0
-    assert table["dfkd-fgvc"][:2] == ("datafree_paper", "dfkd-fgvc")          # the paper's method, its name
+    assert table["dfkd-fgvc"][:2] == ("datafree_paper_budget", "dfkd-fgvc")          # the paper's method, its name
     assert table["dfkd-fgvc-practical"][:2] == ("datafree_practical", "dfkd-fgvc")
     assert table["dfad"] == ("datafree_practical", "dfad", None) and table["kd"][1] == "kd"
     assert {n: a for n, (_, _, a) in table.items() if a} == {
