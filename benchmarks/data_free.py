@@ -39,7 +39,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks import harness
+from benchmarks import harness, tuning
 
 BENCHMARK = "data_free"
 TEACHER_RECIPE = "oxford17_cpu"
@@ -58,6 +58,37 @@ DFKD_ROWS = {
 REFERENCES = ("dfkd-fgvc-practical", "dfkd-fgvc")
 QUICK_ROWS = ["dfkd-fgvc-practical", "dfad", "kd"]
 QUICK = {"budget": 0.5, "teacher_budget": 0.5, "seeds": [0]}
+
+# ------------------------------------------------------------------------------- equal tuning
+GENERATOR_METHODS = ("dfkd-fgvc", "dafl", "dfad", "dfq", "cmi", "mad", "zskt")
+EVERY = tuning.EVERY_METHOD
+#: The one search space every data-free row built on the practical recipe is tuned in (the
+#: paper's ``dfkd-fgvc`` keeps the paper's settings; ``kd`` on real images is the reference).
+#: Every practical feature is offered to every method that can use it; the method-specific
+#: dimensions are the L_BN weight of those that have one and the weight of each method's own term.
+SEARCH_SPACE = (
+    tuning.Dimension("synthesizer lr", (0.25, 1.0, 2.5),
+                     {**{m: "generator.lr" for m in GENERATOR_METHODS}, "deepinversion": "deepinversion.lr"},
+                     relative=True),
+    tuning.Dimension("student lr", (0.3, 1.0, 3.0), {EVERY: "optim.lr"}, relative=True),
+    tuning.Dimension("student steps per synthesis step (k)", (1, 4, 8),
+                     {EVERY: "distill.student_steps", "noise-kd": None}),
+    tuning.Dimension("cutmix of pool draws", ("none", "cutmix"), {EVERY: "distill.pool_mix", "noise-kd": None}),
+    tuning.Dimension("class-conditional generator with its target prior", ((False, 0.0), (True, 10.0)),
+                     {m: ("generator.class_conditional", "generator.target_ce") for m in GENERATOR_METHODS}),
+    tuning.Dimension("L_BN weight", (0.01, 0.1, 1.0),
+                     {"dfkd-fgvc": "dfkd.alpha", "dfq": "dfq.bn", "cmi": "cmi.bn", "deepinversion": "deepinversion.bn_weight"}),
+    tuning.Dimension("the method's own term (weight)", (0.3, 1.0, 3.0),
+                     {"dfkd-fgvc": "dfkd.gamma", "dafl": "dafl.balance", "dfq": "dfq.adversarial", "cmi": "cmi.contrast",
+                      "mad": "mad.adversarial", "zskt": "zskt.attention_weight", "deepinversion": "deepinversion.adi_scale"},
+                     relative=True),
+    tuning.Dimension("KD temperature", (1.0, 4.0), {EVERY: "distill.temperature", "dfad": None}),
+)
+#: how every tuned row is tuned: trials, each at this budget on this seed, ``jobs`` at a time with
+#: ``threads`` torch threads each (two half-machine trials at once: the final runs get the whole
+#: machine, one at a time); chosen on val top-1
+TUNING = {"trials": 6, "budget_minutes": 4.0, "seed": 0, "jobs": 2, "threads": 1, "chosen_on": "val_top1"}
+QUICK_TUNING = {"trials": 2, "budget_minutes": 0.5}
 
 
 def recipe_for(recipe: str, method: str) -> str:
@@ -78,12 +109,47 @@ def rows() -> dict[str, tuple[str, str, str | None]]:
     return table
 
 
-def plan(args, table: dict, teacher: str, out_dir: Path) -> list[harness.Run]:
-    """Every run, seed-major (all rows of seed 0 first, so a partial benchmark has every row)."""
+def tuned_rows(table: dict, names) -> list[str]:
+    """The rows that are tuned: every data-free row on the practical recipe (not the paper's, not kd)."""
+    return [name for name in names if table[name][0].startswith(PRACTICAL) and table[name][1] != "kd"]
+
+
+def tuning_plan(args, table: dict, teacher: str, out_dir: Path) -> list[harness.Run]:
+    """Every tuned row's trials, trial-major (trial 0 of every row first, so a partial tuning has
+    every row's shipped point)."""
+    per_row = {}
+    for name in tuned_rows(table, args.rows):
+        recipe, method, _ = table[name]
+        per_row[name] = tuning.trials(SEARCH_SPACE, method, harness.load_recipe(recipe), args.tuning["trials"])
+    return [harness.Run(name=name, recipe=table[name][0], method=table[name][1], seed=TUNING["seed"],
+                        budget_minutes=args.tuning["budget_minutes"], teacher=teacher, data=args.data,
+                        out_dir=str(out_dir), labels=(("stage", "tune"), ("trial", i)), settings=points[i],
+                        accelerator=args.device)
+            for i in range(args.tuning["trials"]) for name, points in per_row.items() if i < len(points)]
+
+
+def choices(table: dict, names, trial_rows: list[dict]) -> dict[str, dict]:
+    """Each tuned row's chosen trial (highest val top-1), by row name."""
+    out = {}
+    for name in tuned_rows(table, names):
+        mine = [row for row in trial_rows if row["variant"] == name]
+        best = tuning.choose(mine, TUNING["chosen_on"])
+        if best is not None:
+            out[name] = {"trial": best["trial"], "settings": best["spec"]["settings"], "val_top1": best["val_top1"],
+                         "trials": len(mine)}
+    return out
+
+
+def plan(args, table: dict, teacher: str, out_dir: Path, chosen: dict | None = None) -> list[harness.Run]:
+    """Every final run, seed-major (all rows of seed 0 first, so a partial benchmark has every row);
+    a tuned row runs its chosen settings (a tuned row without a finished tuning is left out)."""
+    chosen = chosen or {}
+    tuned = set(tuned_rows(table, args.rows))
     return [harness.Run(name=name, recipe=table[name][0], method=table[name][1], seed=seed,
                         budget_minutes=args.budget, teacher=teacher, data=args.data, out_dir=str(out_dir),
-                        ablation=table[name][2], accelerator=args.device)
-            for seed in args.seeds for name in args.rows]
+                        ablation=table[name][2], accelerator=args.device,
+                        settings=tuple(tuple(pair) for pair in chosen[name]["settings"]) if name in chosen else ())
+            for seed in args.seeds for name in args.rows if name not in tuned or name in chosen]
 
 
 def teacher_run(args, out_dir: Path) -> harness.Run:
@@ -102,6 +168,9 @@ def parse_args(argv=None):
     p.add_argument("--rows", nargs="+", help="rows to run (default: all; see rows())")
     p.add_argument("--device", default=None, help="train.accelerator of every run (default: the recipes' cpu)")
     p.add_argument("--grids", metavar="DIR", help="save a grid of 16 synthetic images per seed-0 data-free row here")
+    p.add_argument("--stage", choices=("tune", "all"), default="all",
+                   help="tune: the teacher and the tuning trials only (a sitting of a long benchmark); all: then the "
+                        "final runs and the JSON")
     p.add_argument("--quick", action="store_true",
                    help=f"pipeline check: {' '.join(QUICK_ROWS)}, seed 0, {QUICK['budget']} min per run and a "
                         f"{QUICK['teacher_budget']}-min teacher; writes under benchmarks/results/")
@@ -113,6 +182,7 @@ def parse_args(argv=None):
         args.teacher_budget = args.teacher_budget if "--teacher-budget" in given else QUICK["teacher_budget"]
         args.seeds = args.seeds if "--seeds" in given else QUICK["seeds"]
         args.rows = args.rows or QUICK_ROWS
+    args.tuning = {**TUNING, **(QUICK_TUNING if args.quick else {})}
     table = rows()
     args.rows = args.rows or list(table)
     unknown = [name for name in args.rows if name not in table]
@@ -125,6 +195,23 @@ def parse_args(argv=None):
 
 
 COLUMNS = harness.SUMMARY_COLUMNS
+TRIAL_COLUMNS = [
+    ("row", lambda r: harness.fmt(r.get("variant"))),
+    ("trial", lambda r: harness.fmt(r.get("trial"), "d")),
+    ("settings", lambda r: " ".join(f"{k}={v}" for k, v in r["spec"]["settings"]) or "(recipe as shipped)"),
+    ("val top-1", lambda r: harness.fmt(r.get("val_top1"))),
+    ("steps", lambda r: harness.fmt(r.get("steps"))),
+    ("seconds", lambda r: harness.fmt(r.get("seconds"), ".0f")),
+]
+
+
+def print_tuning(trial_rows: list[dict], chosen: dict, markdown: bool = False) -> None:
+    if not trial_rows:
+        return
+    ordered = sorted(trial_rows, key=lambda r: (r["variant"], r["trial"]))
+    harness.print_table(ordered, TRIAL_COLUMNS, markdown=markdown, title="tuning trials (val, seed 0)")
+    for name, choice in chosen.items():
+        print(f"{name}: trial {choice['trial']} of {choice['trials']} chosen (val {choice['val_top1']:.2f})")
 
 
 def main(argv=None, runner=None) -> dict:
@@ -141,10 +228,22 @@ def main(argv=None, runner=None) -> dict:
         teacher = harness.teacher_reference(args.teacher, args.data)
     else:
         teacher = harness.train_teacher(teacher_run(args, out_dir), results, **common)
-    runs = plan(args, table, teacher["run_dir"], out_dir)
+    teachers = {teacher["run_dir"]: teacher}
+    trial_runs = tuning_plan(args, table, teacher["run_dir"], out_dir)
+    trial_rows = harness.launch(trial_runs, results, teachers=teachers,
+                                **{**common, "jobs": args.tuning["jobs"], "threads": args.tuning["threads"]})
+    chosen = choices(table, args.rows, trial_rows)
+    print_tuning(trial_rows, chosen, markdown=args.markdown)
+    if args.stage == "tune":
+        print(f"\ntuning: {len(trial_rows)} of {len(trial_runs)} trials done; rows so far in "
+              f"{harness.partial_path(args.out)}")
+        return {"tuning_runs": trial_rows, "chosen": chosen}
+    runs = plan(args, table, teacher["run_dir"], out_dir, chosen)
     grids = ({run.run_id: str(Path(args.grids) / f"{run.name}.png") for run in runs
               if run.seed == args.seeds[0] and run.method != "kd"} if args.grids else None)
-    done = harness.launch(runs, results, teachers={teacher["run_dir"]: teacher}, grids=grids, **common)
+    done = harness.launch(runs, results, teachers=teachers, grids=grids, **common)
+    for row in done:
+        row["tuning_trials"] = chosen[row["variant"]]["trials"] if row["variant"] in chosen else 0
     summary = harness.summarize(done, by=("variant",))
     names = [r["variant"] for r in summary]
     comparisons = [c for ref in REFERENCES if ref in names for other in names if other != ref
@@ -156,7 +255,10 @@ def main(argv=None, runner=None) -> dict:
         "device": args.device or "cpu (recipes)", "quick": args.quick,
         "rows": {name: {"recipe": table[name][0], "method": table[name][1], "ablation": table[name][2]}
                  for name in args.rows},
-        "complete": len(done) == len(runs), "runs": done, "summary": summary, "paired": comparisons})
+        "tuning": {**args.tuning, "space": tuning.describe(SEARCH_SPACE), "rows": tuned_rows(table, args.rows),
+                   "chosen": chosen},
+        "complete": len(done) == len(runs) and len(trial_rows) == len(trial_runs), "runs": done,
+        "tuning_runs": trial_rows, "summary": summary, "paired": comparisons})
     print(f"\n{args.data}: teacher {teacher.get('architecture')} val {harness.fmt(teacher.get('val_top1'))} "
           f"test {harness.fmt(teacher.get('test_top1'))}; {args.budget:g} min per run, {args.jobs} at a time")
     harness.print_table(summary, COLUMNS, markdown=args.markdown)

@@ -520,7 +520,7 @@ class Results:
         if source is not None:
             data = json.loads(source.read_text())
             if data.get("benchmark") == benchmark:  # the runs, and a teacher trained by the benchmark
-                found = list(data.get("runs", [])) + [data.get("teacher")]
+                found = list(data.get("runs", [])) + list(data.get("tuning_runs", [])) + [data.get("teacher")]
                 self.rows = [row for row in found if isinstance(row, dict) and "spec" in row]
                 self.sittings = list(data.get("sittings", []))
         self.argv = list(sys.argv if argv is None else argv)

@@ -36,6 +36,11 @@ RETIRED: dict[str, Any] = {
 }
 
 
+#: keys that moved, old name -> new name: a value saved under the old name (an old run folder's
+#: config.yaml, an old override) is read as the new key's
+RENAMED: dict[str, str] = {"dfkd.target_ce": "generator.target_ce"}
+
+
 def _retired(dotted: str, value: Any, source: str) -> bool:
     """True for a retired key at the value that behaves as finegrain now does (then it is ignored)."""
     if dotted not in RETIRED:
@@ -234,6 +239,7 @@ class Config:
         self._overridden.setdefault(dotted.partition(".")[0], (dotted, source))
 
     def set(self, dotted: str, value: Any, source: str = "<override>", base_dir: Path | None = None) -> None:
+        dotted = RENAMED.get(dotted, dotted)
         if _retired(dotted, value, source):
             return
         section_name, _, key = dotted.partition(".")

@@ -101,6 +101,9 @@ class GeneratorConfig:
     class_conditional: bool = option(False, "add a learnable per-class vector to z and keep each batch's target classes "
                                             "for a target cross-entropy term (finegrain's practical setting, the CMI/"
                                             "Fast-DFKD habit of targeted synthesis; paper: an unconditional generator)")
+    target_ce: float = option(0.0, "weight of CE(teacher logits, the batch's target classes) in the generator "
+                                   "objective of any generator-based method: the target prior of a class-conditional "
+                                   "generator (finegrain's practical setting; needs class_conditional; paper: 0)")
     output_norm: str = option("none", "a normalization so a fresh generator already has photo-like contrast: before "
                                       "the output tanh, per image over (C, H, W) (imagenorm: every image "
                                       "gets contrast, not just the batch); after it, affine-free BatchNorm in the teacher's "
@@ -196,9 +199,6 @@ class DFKDConfig:
     gamma: float = option(8.0, "γ: weight of L_SFCL in the student objective (paper: 8)")
     mhad: bool = option(True, "use mixed high-order attention distillation (ablation switch)")
     sfcl: bool = option(True, "use semantic feature contrast learning (ablation switch)")
-    target_ce: float = option(0.0, "finegrain's practical prior, not the paper's: weight of CE(teacher logits, the "
-                                   "batch's target classes) in the generator objective; needs "
-                                   "generator.class_conditional (paper: 0)")
 
 
 @register_section("mhad")

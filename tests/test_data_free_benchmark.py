@@ -74,6 +74,9 @@ def test_arguments_quick_full_and_unknown_rows():
 def test_plan_is_seed_major_and_the_teacher_is_its_recipe(tmp_path):
     args = bench.parse_args(["--rows", "dfkd-fgvc-no-mhad", "dfad", "--seeds", "0", "1", "--budget", "2"])
     runs = bench.plan(args, bench.rows(), "/teacher", tmp_path)
+    assert [r.name for r in runs] == ["dfkd-fgvc-no-mhad"] * 2       # dfad has no tuning yet: no final run
+    runs = bench.plan(args, bench.rows(), "/teacher", tmp_path, {"dfad": {"settings": [["optim.lr", 0.03]], "trials": 6}})
+    assert runs[1].settings == (("optim.lr", 0.03),)
     assert [(r.name, r.seed) for r in runs] == [("dfkd-fgvc-no-mhad", 0), ("dfad", 0), ("dfkd-fgvc-no-mhad", 1), ("dfad", 1)]
     assert all(r.budget_minutes == 2.0 and r.teacher == "/teacher" for r in runs)
     assert runs[0].ablation == "no-mhad" and runs[1].ablation is None

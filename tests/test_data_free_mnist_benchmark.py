@@ -80,7 +80,7 @@ def test_baselines_use_their_published_generator_and_dfkd_fgvc_its_papers():
     practical = config_of("dfkd-fgvc", "practical")  # upsample blocks, spatial attention kept
     assert (practical.generator.architecture, practical.generator.attention_lambda) == ("upsample", 0.05)
     assert practical.generator.class_conditional and (practical.dfkd.alpha, practical.dfkd.gamma,
-                                                      practical.dfkd.target_ce, practical.dfkd.adversarial) == (0.1, 0.8, 10, 0.1)
+                                                      practical.generator.target_ce, practical.dfkd.adversarial) == (0.1, 0.8, 10, 0.1)
 
 
 def test_the_schedules_of_the_former_override_lists():

@@ -279,7 +279,7 @@ def test_health_and_synthetic_speed_in_every_epoch_log(teacher, tmp_path, capsys
 
 
 def test_class_conditional_synthesis_keeps_targets_and_trains_their_embedding(teacher, tmp_path):
-    cond = {"generator.class_conditional": True, "dfkd.target_ce": 1.0}
+    cond = {"generator.class_conditional": True, "generator.target_ce": 1.0}
     method, phases = build_method(distill_config(teacher, tmp_path, **cond))
     synthesizer = method.synthesizer
     embedding = synthesizer.class_embedding.weight.detach().clone()
@@ -291,7 +291,25 @@ def test_class_conditional_synthesis_keeps_targets_and_trains_their_embedding(te
     phases["generator"].optimizer.step()
     assert not torch.equal(embedding, synthesizer.class_embedding.weight)  # the generator's optimizer owns it
     with pytest.raises(ConfigError, match="class_conditional"):
-        build_method(distill_config(teacher, tmp_path, **{"dfkd.target_ce": 1.0}))
+        build_method(distill_config(teacher, tmp_path, **{"generator.target_ce": 1.0}))
+
+
+@pytest.mark.parametrize("method_name", ["dfad", "dafl", "dfq", "cmi", "mad", "zskt"])
+def test_every_generator_baseline_may_use_the_target_prior(teacher, tmp_path, method_name):
+    cond = {"generator.class_conditional": True, "generator.target_ce": 1.0}
+    method, phases = build_method(distill_config(teacher, tmp_path, method=method_name, **cond))
+    out = method("generator", None)
+    assert torch.isfinite(out["target_ce"]) and method.synthesizer.targets.shape == (4,)
+    out["loss"].backward()
+    assert method.synthesizer.class_embedding.weight.grad.abs().sum() > 0   # the prior reaches the class vectors
+
+
+def test_the_target_prior_key_moved_to_the_generator_section(tmp_path):
+    from finegrain.config import load_config
+
+    old = tmp_path / "config.yaml"
+    old.write_text("generator:\n  class_conditional: true\ndfkd:\n  target_ce: 10.0\n")  # an old run folder's
+    assert load_config(old).generator.target_ce == 10.0
 
 
 def test_deepinversion_batch_must_be_done_before_the_first_student_step(teacher, tmp_path):

@@ -14,11 +14,13 @@ generator instead (:mod:`finegrain.models.upsample_generator`; the MNIST benchma
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from finegrain.datafree.distiller import DataFreeDistiller
 from finegrain.datafree.generator_objectives import InversionObjective, SynthesisWeights, weights_from_section
-from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer
+from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer, target_prior_weight
 
 
 class GeneratorBaseline(DataFreeDistiller):
@@ -31,10 +33,13 @@ class GeneratorBaseline(DataFreeDistiller):
         self.priors = InversionObjective(self.teacher, self.kd_loss, self.synthesis_weights(cfg))
 
     def synthesis_weights(self, cfg) -> SynthesisWeights:
-        return weights_from_section(getattr(cfg, self.weights_section))
+        """The method's own weights, plus the target prior of a class-conditional generator
+        (``generator.target_ce``), which every generator-based method may use."""
+        weights = weights_from_section(getattr(cfg, self.weights_section))
+        return dataclasses.replace(weights, target=target_prior_weight(cfg.generator))
 
     def build_synthesizer(self) -> GeneratorSynthesizer:
-        return plain_generator_synthesizer(self.cfg)
+        return plain_generator_synthesizer(self.cfg, num_classes=self.num_classes)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:
-        return self.priors(images, self.teacher, self.student)[0]
+        return self.priors(images, self.teacher, self.student, self.synthesizer.targets)[0]

@@ -4,12 +4,14 @@ ZSKT, DAFL, DFQ, CMI and MAD train their generators on different mixtures of the
 terms, each measured on the teacher's (and, for the adversarial term, the student's) response
 to a synthetic batch:
 
-    L_G = w_adv·(−D(S(x̂), T(x̂))) + w_bn·L_BN + w_oh·L_oh + w_act·L_act + w_bal·L_bal
+    L_G = w_adv·(−D(S(x̂), T(x̂))) + w_bn·L_BN + w_oh·L_oh + w_act·L_act + w_bal·L_bal + w_y·CE(T(x̂), y)
 
 * adversarial: the generator seeks images on which the student still disagrees with the
   teacher; ``D`` is the distiller's KL (``distill.temperature``, ``distill.kl_direction``);
 * ``L_BN``: teacher BatchNorm statistics of the batch vs the real data's running ones;
-* ``L_oh``, ``L_act``, ``L_bal``: :mod:`finegrain.losses.datafree_priors`.
+* ``L_oh``, ``L_act``, ``L_bal``: :mod:`finegrain.losses.datafree_priors`;
+* ``CE(T(x̂), y)``: the target prior of a class-conditional generator (``generator.target_ce``),
+  ``y`` the classes it drew with its noise; no baseline's paper has it, each may use it.
 
 A method is then its weights (DAFL: oh 1, act 0.1, bal 5 and no adversary; DFQ: adv, bn, oh and
 bal; ZSKT and MAD: adv alone), which is the DataFree toolkit's habit too. Terms whose weight is
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from finegrain.datafree.bn_hooks import BNStatsHooks
@@ -36,6 +39,7 @@ class SynthesisWeights:
     onehot: float = 0.0
     activation: float = 0.0
     balance: float = 0.0
+    target: float = 0.0
 
 
 def weights_from_section(section) -> SynthesisWeights:
@@ -44,7 +48,7 @@ def weights_from_section(section) -> SynthesisWeights:
 
 
 class InversionObjective(nn.Module):
-    """``forward(images, teacher, student) -> (losses, teacher taps)``; ``losses["loss"]`` is L_G."""
+    """``forward(images, teacher, student, targets) -> (losses, teacher taps)``; ``losses["loss"]`` is L_G."""
 
     def __init__(self, teacher: nn.Module, kd_loss: nn.Module, weights: SynthesisWeights):
         super().__init__()
@@ -55,7 +59,8 @@ class InversionObjective(nn.Module):
         self.bn_loss, self.onehot = BNStatsLoss(), OneHotLoss()
         self.activation, self.balance = ActivationLoss(), ClassBalanceLoss()
 
-    def forward(self, images: torch.Tensor, teacher: nn.Module, student: nn.Module):
+    def forward(self, images: torch.Tensor, teacher: nn.Module, student: nn.Module,
+                targets: torch.Tensor | None = None):
         w = self.weights
         if self.bn_hooks is not None:
             with self.bn_hooks.collect() as stats:
@@ -73,6 +78,10 @@ class InversionObjective(nn.Module):
             terms["activation"] = (w.activation, self.activation(taps.pooled))
         if w.balance:
             terms["balance"] = (w.balance, self.balance(taps.logits))
+        if w.target:
+            if targets is None:
+                raise ValueError("the target prior needs the batch's target classes (a class-conditional generator)")
+            terms["target_ce"] = (w.target, F.cross_entropy(taps.logits, targets))
         if not terms:
             raise ValueError("a generator objective needs at least one term with a non-zero weight")
         loss = sum(weight * value for weight, value in terms.values())

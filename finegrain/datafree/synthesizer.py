@@ -59,17 +59,30 @@ def _generator_for(gen_cfg: GeneratorConfig, image_size: int) -> nn.Module:
                               upsampling=gen_cfg.upsampling)
 
 
-def plain_generator_synthesizer(cfg, cls=None, **extra) -> "GeneratorSynthesizer":
+def plain_generator_synthesizer(cfg, cls=None, num_classes: int = 0, **extra) -> "GeneratorSynthesizer":
     """The baselines' synthesizer (DFAD, ZSKT, DAFL, DFQ, CMI, MAD): a ``cls`` (default
     :class:`GeneratorSynthesizer`) around the ``generator`` section's DCGAN with spatial attention
-    off (λ = 0, whatever ``generator.attention_lambda`` says) and unconditional, as in their papers
-    (whatever ``generator.class_conditional`` says: the class embedding serves DFKD-FGVC's target
-    prior, which no baseline's objective has); ``extra`` goes to ``cls``. So one recipe, such as
-    ``datafree_practical``, runs every method."""
+    off (λ = 0, whatever ``generator.attention_lambda`` says: SAM is DFKD-FGVC's contribution);
+    ``extra`` goes to ``cls``. Every practical setting of the section (class-conditional synthesis
+    and its target prior, output normalization, resize up-blocks) is the baselines' as much as
+    DFKD-FGVC's, so one recipe, such as ``datafree_practical``, runs every method on equal terms."""
     d = cfg.data
-    plain = dataclasses.replace(cfg.generator, attention_lambda=0.0, class_conditional=False)
+    plain = dataclasses.replace(cfg.generator, attention_lambda=0.0)
     return (cls or GeneratorSynthesizer)(build_generator(plain, d.image_size), plain, d.mean, d.std, d.batch_size,
-                                         **extra)
+                                         num_classes=num_classes, **extra)
+
+
+def target_prior_weight(gen_cfg: GeneratorConfig) -> float:
+    """``generator.target_ce``, checked: the target prior ``CE(T(x̂), y)`` needs the targets ``y`` that
+    a class-conditional generator draws with its noise.
+
+    Why a prior at all: an unconditional generator trained against a fine-grained teacher tends to
+    make images of a few classes; drawing a target per image and asking the teacher to see it
+    spreads the synthetic set over every class (the CMI / Fast-DFKD habit of targeted synthesis)."""
+    if gen_cfg.target_ce and not gen_cfg.class_conditional:
+        raise ConfigError("generator.target_ce needs generator.class_conditional=true (the targets come from the "
+                          "generator's input)")
+    return gen_cfg.target_ce
 
 
 def batch_mixer(mix: str) -> Callable[[torch.Tensor], torch.Tensor] | None:

@@ -34,9 +34,9 @@ from finegrain.models.heads import ProjectionHead
 class ContrastiveSynthesizer(GeneratorSynthesizer):
     """Generator + contrastive head (trained together) + memory bank + the image pool."""
 
-    def __init__(self, generator, gen_cfg, mean, std, batch_size, *, feature_dim: int, head_dim: int,
+    def __init__(self, generator, gen_cfg, mean, std, batch_size, num_classes: int = 0, *, feature_dim: int, head_dim: int,
                  bank_size: int, pool_size: int):
-        super().__init__(generator, gen_cfg, mean, std, batch_size)
+        super().__init__(generator, gen_cfg, mean, std, batch_size, num_classes)
         self.head = ProjectionHead(feature_dim, feature_dim, head_dim)
         self.bank = MemoryBank(bank_size, head_dim)
         self.pool = ImagePool(pool_size)
@@ -77,11 +77,11 @@ class CMI(GeneratorBaseline):
 
     def build_synthesizer(self) -> ContrastiveSynthesizer:
         c = self.cfg.cmi
-        return plain_generator_synthesizer(self.cfg, ContrastiveSynthesizer, feature_dim=self.teacher.feature_dim,
+        return plain_generator_synthesizer(self.cfg, ContrastiveSynthesizer, self.num_classes, feature_dim=self.teacher.feature_dim,
                                            head_dim=c.head_dim, bank_size=c.bank_size, pool_size=c.pool_size)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:
-        losses, taps = self.priors(images, self.teacher, self.student)
+        losses, taps = self.priors(images, self.teacher, self.student, self.synthesizer.targets)
         local = self.teacher.forward_taps(random_crop_view(images, scale=(self.cfg.cmi.local_scale, 1.0))).pooled
         head, bank = self.synthesizer.head, self.synthesizer.bank
         anchor, positive = head(local), head(taps.pooled)

@@ -11,9 +11,10 @@ spatial attention off (λ = 0) whatever ``generator.attention_lambda`` says. Sam
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from finegrain.datafree.distiller import DataFreeDistiller
-from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer
+from finegrain.datafree.synthesizer import GeneratorSynthesizer, plain_generator_synthesizer, target_prior_weight
 from finegrain.losses.kd import LogitL1
 from finegrain.methods import register_method
 
@@ -26,13 +27,19 @@ class DFAD(DataFreeDistiller):
     def __init__(self, cfg, class_names, **context):
         super().__init__(cfg, class_names, **context)
         self.l1 = LogitL1()
+        self.target_ce = target_prior_weight(cfg.generator)  # finegrain's prior, when the generator is conditional
 
     def build_synthesizer(self) -> GeneratorSynthesizer:
-        return plain_generator_synthesizer(self.cfg)
+        return plain_generator_synthesizer(self.cfg, num_classes=self.num_classes)
 
     def synthesis_objective(self, images: torch.Tensor) -> dict:
-        gap = self.l1(self.student(images), self.teacher(images))
-        return {"loss": -gap, "l1": gap.detach()}
+        teacher_logits = self.teacher(images)
+        gap = self.l1(self.student(images), teacher_logits)
+        out = {"loss": -gap, "l1": gap.detach()}
+        if self.target_ce:
+            target = F.cross_entropy(teacher_logits, self.synthesizer.targets)
+            out["loss"], out["target_ce"] = out["loss"] + self.target_ce * target, target.detach()
+        return out
 
     def student_objective(self, images: torch.Tensor) -> dict:
         with torch.no_grad():

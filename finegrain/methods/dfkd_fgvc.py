@@ -32,10 +32,10 @@ import torch.nn.functional as F
 
 from finegrain.datafree.bn_hooks import BNStatsHooks
 from finegrain.datafree.distiller import DataFreeDistiller
+from finegrain.datafree.synthesizer import target_prior_weight
 from finegrain.losses.bn_stats import BNStatsLoss
 from finegrain.losses.mhad import MHADLoss, pair_stages
 from finegrain.losses.sfcl import SemanticContrastLoss
-from finegrain.errors import ConfigError
 from finegrain.methods import register_method
 
 
@@ -48,8 +48,7 @@ class DFKDFGVC(DataFreeDistiller):
         super().__init__(cfg, class_names, **context)
         self.bn_hooks = BNStatsHooks(self.teacher)
         self.bn_loss = BNStatsLoss()
-        if cfg.dfkd.target_ce and not cfg.generator.class_conditional:
-            raise ConfigError("dfkd.target_ce needs generator.class_conditional=true (the targets come from the generator's input)")
+        self.target_ce = target_prior_weight(cfg.generator)
         dfkd = cfg.dfkd
         self.mhad = self._build_mhad(cfg.mhad) if dfkd.mhad else None
         self.sfcl = self._build_sfcl(cfg.sfcl) if dfkd.sfcl else None
@@ -74,9 +73,9 @@ class DFKDFGVC(DataFreeDistiller):
         loss, logs = dfkd.alpha * bn, {"bn": bn.detach()}
         kd = self.kd_loss(self.student(images), teacher_logits)  # logged at weight 0 too: the student–teacher gap
         loss, logs["kd"] = loss - dfkd.adversarial * kd, kd.detach()
-        if dfkd.target_ce:  # a practical prior (finegrain): off in the paper's objective
+        if self.target_ce:  # a practical prior (finegrain): off in the paper's objective
             target_ce = F.cross_entropy(teacher_logits, self.synthesizer.targets)
-            loss, logs["target_ce"] = loss + dfkd.target_ce * target_ce, target_ce.detach()
+            loss, logs["target_ce"] = loss + self.target_ce * target_ce, target_ce.detach()
         return {"loss": loss, **logs}
 
     # (c) student objective, Eq. 11: L_KD + β·L_MHAD + γ·L_SFCL

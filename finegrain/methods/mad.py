@@ -43,8 +43,8 @@ def moving_average(generator: nn.Module, momentum: float) -> ModelEmaV3:
 class MomentumSynthesizer(GeneratorSynthesizer):
     """A generator and its moving average; student batches mix samples of both."""
 
-    def __init__(self, generator, gen_cfg, mean, std, batch_size, *, momentum: float, ema_fraction: float):
-        super().__init__(generator, gen_cfg, mean, std, batch_size)
+    def __init__(self, generator, gen_cfg, mean, std, batch_size, num_classes: int = 0, *, momentum: float, ema_fraction: float):
+        super().__init__(generator, gen_cfg, mean, std, batch_size, num_classes)
         if not 0.0 <= ema_fraction < 1.0:
             raise ValueError(f"mad.ema_fraction must be in [0, 1), got {ema_fraction}")
         self.ema = moving_average(generator, momentum)
@@ -73,5 +73,5 @@ class MAD(GeneratorBaseline):
 
     def build_synthesizer(self) -> MomentumSynthesizer:
         m = self.cfg.mad
-        return plain_generator_synthesizer(self.cfg, MomentumSynthesizer, momentum=m.momentum,
+        return plain_generator_synthesizer(self.cfg, MomentumSynthesizer, self.num_classes, momentum=m.momentum,
                                            ema_fraction=m.ema_fraction)
