@@ -62,28 +62,35 @@ QUICK = {"budget": 0.5, "teacher_budget": 0.5, "seeds": [0]}
 # ------------------------------------------------------------------------------- equal tuning
 GENERATOR_METHODS = ("dfkd-fgvc", "dafl", "dfad", "dfq", "cmi", "mad", "zskt")
 EVERY = tuning.EVERY_METHOD
-#: The one search space every data-free row built on the practical recipe is tuned in (the
-#: paper's ``dfkd-fgvc`` keeps the paper's settings; ``kd`` on real images is the reference).
-#: Every practical feature is offered to every method that can use it; the method-specific
-#: dimensions are the L_BN weight of those that have one and the weight of each method's own term.
-SEARCH_SPACE = (
-    tuning.Dimension("synthesizer lr", (0.25, 1.0, 2.5),
-                     {**{m: "generator.lr" for m in GENERATOR_METHODS}, "deepinversion": "deepinversion.lr"},
-                     relative=True),
-    tuning.Dimension("student lr", (0.3, 1.0, 3.0), {EVERY: "optim.lr"}, relative=True),
-    tuning.Dimension("student steps per synthesis step (k)", (1, 4, 8),
-                     {EVERY: "distill.student_steps", "noise-kd": None}),
-    tuning.Dimension("cutmix of pool draws", ("none", "cutmix"), {EVERY: "distill.pool_mix", "noise-kd": None}),
-    tuning.Dimension("class-conditional generator with its target prior", ((False, 0.0), (True, 10.0)),
-                     {m: ("generator.class_conditional", "generator.target_ce") for m in GENERATOR_METHODS}),
-    tuning.Dimension("L_BN weight", (0.01, 0.1, 1.0),
-                     {"dfkd-fgvc": "dfkd.alpha", "dfq": "dfq.bn", "cmi": "cmi.bn", "deepinversion": "deepinversion.bn_weight"}),
-    tuning.Dimension("the method's own term (weight)", (0.3, 1.0, 3.0),
-                     {"dfkd-fgvc": "dfkd.gamma", "dafl": "dafl.balance", "dfq": "dfq.adversarial", "cmi": "cmi.contrast",
-                      "mad": "mad.adversarial", "zskt": "zskt.attention_weight", "deepinversion": "deepinversion.adi_scale"},
-                     relative=True),
-    tuning.Dimension("KD temperature", (1.0, 4.0), {EVERY: "distill.temperature", "dfad": None}),
-)
+def search_space(student_steps: tuple = (1, 4, 8)) -> tuple[tuning.Dimension, ...]:
+    """The one search space every tuned data-free row is tuned in (``student_steps``: the values of
+    k, which depend on the recipes' scale: MNIST's take k = 5). Every practical feature is offered
+    to every method that can use it; the method-specific dimensions are the L_BN weight of those
+    that have one and the weight of each method's own term. The paper's ``dfkd-fgvc`` keeps the
+    paper's settings and ``kd`` on real images is the reference: neither is tuned."""
+    return (
+        tuning.Dimension("synthesizer lr", (0.25, 1.0, 2.5),
+                         {**{m: "generator.lr" for m in GENERATOR_METHODS}, "deepinversion": "deepinversion.lr"},
+                         relative=True),
+        tuning.Dimension("student lr", (0.3, 1.0, 3.0), {EVERY: "optim.lr"}, relative=True),
+        tuning.Dimension("student steps per synthesis step (k)", student_steps,
+                         {EVERY: "distill.student_steps", "noise-kd": None}),
+        tuning.Dimension("cutmix of pool draws", ("none", "cutmix"), {EVERY: "distill.pool_mix", "noise-kd": None}),
+        tuning.Dimension("class-conditional generator with its target prior", ((False, 0.0), (True, 10.0)),
+                         {m: ("generator.class_conditional", "generator.target_ce") for m in GENERATOR_METHODS}),
+        tuning.Dimension("L_BN weight", (0.01, 0.1, 1.0),
+                         {"dfkd-fgvc": "dfkd.alpha", "dfq": "dfq.bn", "cmi": "cmi.bn",
+                          "deepinversion": "deepinversion.bn_weight"}),
+        tuning.Dimension("the method's own term (weight)", (0.3, 1.0, 3.0),
+                         {"dfkd-fgvc": "dfkd.gamma", "dafl": "dafl.balance", "dfq": "dfq.adversarial",
+                          "cmi": "cmi.contrast", "mad": "mad.adversarial", "zskt": "zskt.attention_weight",
+                          "deepinversion": "deepinversion.adi_scale"},
+                         relative=True),
+        tuning.Dimension("KD temperature", (1.0, 4.0), {EVERY: "distill.temperature", "dfad": None}),
+    )
+
+
+SEARCH_SPACE = search_space()
 #: how every tuned row is tuned: trials, each at this budget on this seed, ``jobs`` at a time with
 #: ``threads`` torch threads each (two half-machine trials at once: the final runs get the whole
 #: machine, one at a time); chosen on val top-1
@@ -115,29 +122,15 @@ def tuned_rows(table: dict, names) -> list[str]:
 
 
 def tuning_plan(args, table: dict, teacher: str, out_dir: Path) -> list[harness.Run]:
-    """Every tuned row's trials, trial-major (trial 0 of every row first, so a partial tuning has
-    every row's shipped point)."""
-    per_row = {}
-    for name in tuned_rows(table, args.rows):
-        recipe, method, _ = table[name]
-        per_row[name] = tuning.trials(SEARCH_SPACE, method, harness.load_recipe(recipe), args.tuning["trials"])
-    return [harness.Run(name=name, recipe=table[name][0], method=table[name][1], seed=TUNING["seed"],
-                        budget_minutes=args.tuning["budget_minutes"], teacher=teacher, data=args.data,
-                        out_dir=str(out_dir), labels=(("stage", "tune"), ("trial", i)), settings=points[i],
-                        accelerator=args.device)
-            for i in range(args.tuning["trials"]) for name, points in per_row.items() if i < len(points)]
+    """Every tuned row's trials on seed ``TUNING["seed"]`` at the trial budget, trial-major."""
+    def make_run(name: str, trial: int, settings: tuple) -> harness.Run:
+        return harness.Run(name=name, recipe=table[name][0], method=table[name][1], seed=TUNING["seed"],
+                           budget_minutes=args.tuning["budget_minutes"], teacher=teacher, data=args.data,
+                           out_dir=str(out_dir), labels=(("stage", "tune"), ("trial", trial)), settings=settings,
+                           accelerator=args.device)
 
-
-def choices(table: dict, names, trial_rows: list[dict]) -> dict[str, dict]:
-    """Each tuned row's chosen trial (highest val top-1), by row name."""
-    out = {}
-    for name in tuned_rows(table, names):
-        mine = [row for row in trial_rows if row["variant"] == name]
-        best = tuning.choose(mine, TUNING["chosen_on"])
-        if best is not None:
-            out[name] = {"trial": best["trial"], "settings": best["spec"]["settings"], "val_top1": best["val_top1"],
-                         "trials": len(mine)}
-    return out
+    rows = {name: table[name][:2] for name in tuned_rows(table, args.rows)}
+    return tuning.trial_runs(SEARCH_SPACE, rows, args.tuning["trials"], make_run)
 
 
 def plan(args, table: dict, teacher: str, out_dir: Path, chosen: dict | None = None) -> list[harness.Run]:
@@ -195,23 +188,6 @@ def parse_args(argv=None):
 
 
 COLUMNS = harness.SUMMARY_COLUMNS
-TRIAL_COLUMNS = [
-    ("row", lambda r: harness.fmt(r.get("variant"))),
-    ("trial", lambda r: harness.fmt(r.get("trial"), "d")),
-    ("settings", lambda r: " ".join(f"{k}={v}" for k, v in r["spec"]["settings"]) or "(recipe as shipped)"),
-    ("val top-1", lambda r: harness.fmt(r.get("val_top1"))),
-    ("steps", lambda r: harness.fmt(r.get("steps"))),
-    ("seconds", lambda r: harness.fmt(r.get("seconds"), ".0f")),
-]
-
-
-def print_tuning(trial_rows: list[dict], chosen: dict, markdown: bool = False) -> None:
-    if not trial_rows:
-        return
-    ordered = sorted(trial_rows, key=lambda r: (r["variant"], r["trial"]))
-    harness.print_table(ordered, TRIAL_COLUMNS, markdown=markdown, title="tuning trials (val, seed 0)")
-    for name, choice in chosen.items():
-        print(f"{name}: trial {choice['trial']} of {choice['trials']} chosen (val {choice['val_top1']:.2f})")
 
 
 def main(argv=None, runner=None) -> dict:
@@ -232,8 +208,8 @@ def main(argv=None, runner=None) -> dict:
     trial_runs = tuning_plan(args, table, teacher["run_dir"], out_dir)
     trial_rows = harness.launch(trial_runs, results, teachers=teachers,
                                 **{**common, "jobs": args.tuning["jobs"], "threads": args.tuning["threads"]})
-    chosen = choices(table, args.rows, trial_rows)
-    print_tuning(trial_rows, chosen, markdown=args.markdown)
+    chosen = tuning.choices(trial_rows, tuned_rows(table, args.rows), TUNING["chosen_on"])
+    tuning.print_trials(trial_rows, chosen, markdown=args.markdown)
     if args.stage == "tune":
         print(f"\ntuning: {len(trial_rows)} of {len(trial_runs)} trials done; rows so far in "
               f"{harness.partial_path(args.out)}")

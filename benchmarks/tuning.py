@@ -97,3 +97,46 @@ def describe(space: Sequence[Dimension]) -> list[dict]:
     return [{"name": dim.name, "values": list(dim.values), "relative": dim.relative,
              "keys": {method: (list(key) if isinstance(key, tuple) else key) for method, key in dim.keys.items()}}
             for dim in space]
+
+
+# ------------------------------------------------------------------------------- in a benchmark
+def trial_runs(space: Sequence[Dimension], rows: Mapping[str, tuple[str, str]], n: int, make_run) -> list:
+    """Every trial of every tuned row, trial-major (trial 0 of every row first, so a tuning stopped
+    part-way has every row's shipped point). ``rows``: name -> (recipe, method); ``make_run(name,
+    trial, settings)`` makes the benchmark's :class:`~benchmarks.harness.Run`."""
+    from benchmarks.harness import load_recipe
+
+    points = {name: trials(space, method, load_recipe(recipe), n) for name, (recipe, method) in rows.items()}
+    return [make_run(name, i, mine[i]) for i in range(n) for name, mine in points.items() if i < len(mine)]
+
+
+def choices(trial_rows: Sequence[dict], names: Sequence[str], key: str = "val_top1") -> dict[str, dict]:
+    """Each tuned row's chosen trial: ``{name: {trial, settings, <key>, trials}}`` (rows without a
+    finished trial are left out)."""
+    out = {}
+    for name in names:
+        mine = [row for row in trial_rows if row["variant"] == name]
+        best = choose(mine, key)
+        if best is not None:
+            out[name] = {"trial": best["trial"], "settings": best["spec"]["settings"], key: best[key],
+                         "trials": len(mine)}
+    return out
+
+
+def settings_text(row: dict) -> str:
+    return " ".join(f"{key}={value}" for key, value in row["spec"]["settings"]) or "(recipe as shipped)"
+
+
+def print_trials(trial_rows: Sequence[dict], chosen: dict, markdown: bool = False) -> None:
+    """The trials of every row (val top-1, steps, seconds) and each row's choice."""
+    from benchmarks import harness
+
+    if not trial_rows:
+        return
+    columns = [("row", lambda r: r["variant"]), ("trial", lambda r: str(r["trial"])), ("settings", settings_text),
+               ("val top-1", lambda r: harness.fmt(r.get("val_top1"))), ("steps", lambda r: harness.fmt(r.get("steps"))),
+               ("seconds", lambda r: harness.fmt(r.get("seconds"), ".0f"))]
+    ordered = sorted(trial_rows, key=lambda r: (r["variant"], r["trial"]))
+    harness.print_table(ordered, columns, markdown=markdown, title="tuning trials (chosen on val)")
+    for name, choice in chosen.items():
+        print(f"{name}: trial {choice['trial']} of {choice['trials']} chosen (val {harness.fmt(choice.get('val_top1'))})")

@@ -19,6 +19,11 @@ from test_harness import fake_runner
 DATA_FREE = ["dafl", "dfad", "dfkd-fgvc", "deepinversion"]
 
 
+def shipped(methods=None):
+    """(method, variant) of every shipped MNIST data-free recipe."""
+    return [(m, v) for m in (methods or bench.METHODS) if m != "kd" for v in bench.VARIANTS if bench.recipe_of(m, v)]
+
+
 def config_of(method: str, variant: str):
     """The config a benchmark run of ``method`` in ``variant`` trains (bound: a key its method does not
     read, or an unknown key, fails)."""
@@ -27,12 +32,11 @@ def config_of(method: str, variant: str):
 
 def test_every_run_names_a_shipped_recipe_that_loads():
     assert bench.recipe_of("noise-kd", "practical") is None  # noise-kd has one setting
-    for method in bench.METHODS:
-        for variant in bench.variants_of(method, bench.VARIANTS):
-            recipe = bench.recipe_of(method, variant)
-            assert packaged_config(recipe).parent.name == "configs", recipe
-            assert load_config(packaged_config(recipe)).method.name == method
-            assert config_of(method, variant).method.name == method
+    for method, variant in shipped():
+        recipe = bench.recipe_of(method, variant)
+        assert packaged_config(recipe).parent.name == "configs", recipe
+        assert load_config(packaged_config(recipe)).method.name == method
+        assert config_of(method, variant).method.name == method
     cfg = load_config(packaged_config(bench.TEACHER_RECIPE))
     assert (cfg.model.name, cfg.data.image_size, cfg.data.crop_ratio, cfg.data.hflip) == ("lenet5", 32, 1.0, False)
     assert cfg.data.mean == [0.1307] * 3 and cfg.data.std == [0.3081] * 3
@@ -45,7 +49,7 @@ def test_the_script_holds_no_override_lists():
 
 
 def test_data_free_recipes_take_size_and_normalization_from_the_teacher_and_say_how_to_run():
-    names = [bench.recipe_of(m, v) for m in bench.METHODS for v in bench.variants_of(m, bench.VARIANTS)]
+    names = [bench.recipe_of(m, v) for m, v in shipped()]
     for name in names + [bench.TEACHER_RECIPE]:
         text = packaged_config(name).read_text()
         header = [line for line in text.splitlines() if line.startswith("#")]
@@ -57,8 +61,8 @@ def test_data_free_recipes_take_size_and_normalization_from_the_teacher_and_say_
 
 
 def test_generators_and_pixels_are_grey_and_students_learn_with_dfads_optimizer():
-    for method in DATA_FREE + ["noise-kd"]:
-        for variant in bench.variants_of(method, bench.VARIANTS):
+    for method, variant in shipped(DATA_FREE + ["noise-kd"]):
+        if True:
             cfg = config_of(method, variant)
             if method in ("dafl", "dfad", "dfkd-fgvc"):
                 assert cfg.generator.grayscale, f"{variant}/{method}: the MNIST generator emits one grey channel"
@@ -105,16 +109,25 @@ def test_the_schedules_of_the_former_override_lists():
     assert (kd.distill.student, kd.data.hflip, kd.optim.lr, kd.train.epochs) == ("lenet5_half", False, 0.1, 12)
 
 
-def test_variants_and_plan():
-    assert bench.variants_of("dfkd-fgvc", ["practical"]) == ["practical"]
-    assert bench.variants_of("dafl", ["paper", "practical"]) == ["paper", "practical"]
-    assert bench.variants_of("noise-kd", ["practical"]) == ["paper"]
-    assert bench.variants_of("kd", ["practical"]) == ["real data"]
+def test_rows_tuning_and_plan():
+    table = bench.rows(["practical"])
+    assert table == {"dafl": ("mnist_datafree_practical_dafl", "dafl"), "dfad": ("mnist_datafree_practical_dfad", "dfad"),
+                     "dfkd-fgvc": ("mnist_datafree_practical_dfkd-fgvc", "dfkd-fgvc"),
+                     "deepinversion": ("mnist_datafree_practical_deepinversion", "deepinversion"),
+                     "noise-kd": ("mnist_datafree_paper_noise-kd", "noise-kd"), "kd": ("mnist_kd", "kd")}
+    assert bench.tuned_rows(table) == ["dafl", "dfad", "dfkd-fgvc", "deepinversion", "noise-kd"]
+    assert "dafl-paper" in bench.rows(["paper", "practical"]) and "noise-kd-paper" not in bench.rows(["paper"])
     args = bench.parse_args(["--methods", "dafl", "kd", "--seeds", "0", "1"])
-    runs = bench.plan(args, "/t", "/d", "/o")
-    assert [(r.name, r.recipe, r.seed) for r in runs] == [
-        ("dafl-practical", "mnist_datafree_practical_dafl", 0), ("kd", "mnist_kd", 0),
-        ("dafl-practical", "mnist_datafree_practical_dafl", 1), ("kd", "mnist_kd", 1)]
+    table = bench.rows(args.variants, args.methods)
+    trials = bench.tuning_plan(args, table, "/t", "/d", "/o")
+    assert [r.name for r in trials] == ["dafl"] * bench.TUNING["trials"] and trials[0].settings == ()
+    for run in trials:
+        run.check()
+    assert {key for run in trials for key, _ in run.settings} >= {"distill.student_steps", "generator.lr", "optim.lr"}
+    runs = bench.plan(args, table, "/t", "/d", "/o", {"dafl": {"settings": [["optim.lr", 0.3]], "trials": 6}})
+    assert [(r.name, r.recipe, r.seed, r.settings) for r in runs] == [
+        ("dafl", "mnist_datafree_practical_dafl", 0, (("optim.lr", 0.3),)), ("kd", "mnist_kd", 0, ()),
+        ("dafl", "mnist_datafree_practical_dafl", 1, (("optim.lr", 0.3),)), ("kd", "mnist_kd", 1, ())]
     assert all(r.budget_minutes == 6.0 and r.accelerator is None for r in runs)
     assert bench.parse_args(["--device", "cuda"]).device == "cuda"
     quick = bench.parse_args(["--quick"])
@@ -134,22 +147,24 @@ def test_split_is_seeded_per_class_and_disjoint():
     assert any((o["test"] != p["test"]).any() for o, p in zip(other, parts))
 
 
-def test_the_benchmark_writes_one_json_and_marks_the_variant_val_chose(tmp_path):
+def test_the_benchmark_tunes_every_method_alike_and_writes_one_json(tmp_path):
     workdir = tmp_path / "w"
     (workdir / "mnist5k-split0" / "test").mkdir(parents=True)  # the digits are there: not written again
     out = tmp_path / "mnist.json"
     argv = ["--methods", "dafl", "noise-kd", "kd", "--variants", "paper", "practical", "--seeds", "0", "1",
             "--workdir", str(workdir), "--out", str(out)]
-    result = bench.main(argv, runner=fake_runner({"dafl-paper": 80.0, "dafl-practical": 90.0, "kd": 97.0}))
+    result = bench.main(argv, runner=fake_runner({"dafl-paper": 80.0, "dafl": 90.0, "kd": 97.0}))
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert result["argv"][1:] == argv and result["complete"] and result["teacher_recipe"] == "mnist_lenet5"
     names = [r["variant"] for r in result["runs"]]
-    assert names == ["dafl-paper", "dafl-practical", "noise-kd-paper", "kd"] * 2
+    assert names == ["dafl", "dafl-paper", "noise-kd", "kd"] * 2
+    trials = {name: sum(r["variant"] == name for r in result["tuning_runs"]) for name in ("dafl", "noise-kd")}
+    assert trials == {"dafl": bench.TUNING["trials"], "noise-kd": bench.TUNING["trials"]}   # the same for every method
     summary = {r["variant"]: r for r in result["summary"]}
-    assert summary["dafl-practical"]["chosen"] and not summary["dafl-paper"]["chosen"]
+    assert summary["dafl"]["tuning_trials"] == bench.TUNING["trials"] and summary["dafl-paper"]["tuning_trials"] == 0
     assert summary["kd"]["published"] == 98.8 and summary["kd"]["test_top1_mean"] == 97.5
-    assert result["chosen"] == {"dafl": "dafl-practical", "noise-kd": "noise-kd-paper", "kd": "kd"}
-    assert "Table 2" in result["published_source"]
+    assert summary["dafl"]["published"] == 98.2 and summary["dafl-paper"]["published"] is None
+    assert "Table 2" in result["published_source"] and set(result["tuning"]["chosen"]) == {"dafl", "noise-kd"}
     assert all(r["teacher_test_top1"] == 30.0 and r["teacher_arch"] == "efficientnet_lite0" for r in result["runs"])
 
 
