@@ -6,17 +6,23 @@ baseline, from the same fine-grained teacher into the same student, each run a s
    on ``--data``). Nothing assumes Oxford-17: any ImageFolder with train/, val/ and test/ works
    (``--data ../shared/data/cars196``).
 2. Rows (``rows()``), each a recipe, a method and at most one of the paper's own ablation switches:
-   - ``dfkd-fgvc``: the paper's method, recipe ``datafree_paper``; its ablations
-     ``dfkd-fgvc-no-sam`` / ``-no-mhad`` / ``-no-sfcl`` (the paper's λ = 0, MHAD off, SFCL off);
-   - ``dfkd-fgvc-practical``: finegrain's practical recipe ``datafree_practical``;
+   - ``dfkd-fgvc``: the paper's method, recipe ``datafree_paper_budget`` (its generator and losses,
+     the budget practicalities marked in the file); its ablations ``dfkd-fgvc-no-sam`` /
+     ``-no-mhad`` / ``-no-sfcl`` (the paper's λ = 0, MHAD off, SFCL off);
+   - ``dfkd-fgvc-practical``: DFKD-FGVC from finegrain's recipe ``datafree_practical``;
    - every other registered data-free method (cmi, dafl, deepinversion, dfad, dfq, mad, noise-kd,
-     zskt) with ``datafree_practical`` under its own method name, and ``kd`` on the real training
-     images with the same recipe. A method with a recipe of its own (a shipped
-     ``<recipe>_<method>``, e.g. ``datafree_practical_deepinversion``) runs that instead.
-3. Equal time: every run gets ``--budget`` minutes (train.budget_minutes, default 6): after its
-   warm-up it times its own steps and sizes its schedule, learning rate included, to end on time.
-   Rows record scheduled and done steps and the seconds the run took.
-4. Seeds: every row runs ``--seeds`` (default 0 1 2); mean ± std over seeds, and seed-paired
+     zskt) from ``datafree_practical`` under its own method name, and ``kd`` on the real training
+     images with the same recipe (the reference). A method with a recipe of its own (a shipped
+     ``<recipe>_<method>``) starts from that instead.
+3. Equal tuning (``benchmarks/tuning.py``): every row on the practical recipe is tuned alike in
+   ``SEARCH_SPACE``: ``TUNING["trials"]`` trials (trial 0: the recipe as shipped), each at the
+   trial budget on seed 0, two at a time on one core each; the best val top-1 is chosen. The
+   paper's rows keep the paper's settings; ``kd`` is not tuned. ``--stage tune`` stops after the
+   trials; ``--tuned-from JSON`` takes another benchmark's choices instead (Stanford Cars).
+4. Equal time: every final run gets ``--budget`` minutes (train.budget_minutes, default 6), one at a
+   time on the whole machine: after its warm-up it times its own steps and sizes its schedule,
+   learning rate included, to end on time.
+5. Seeds: every row runs ``--seeds`` (default 0 1 2); mean ± std over seeds, and seed-paired
    differences of each row against ``dfkd-fgvc-practical`` and ``dfkd-fgvc``. Test is reported,
    never used to choose.
 
@@ -28,7 +34,7 @@ resume; the JSON is written once every row has run.
     python -m benchmarks.data_free                              # the full benchmark, Oxford-17
     python -m benchmarks.data_free --quick                      # pipeline check, minutes
     python -m benchmarks.data_free --teacher runs/teacher --rows dfkd-fgvc-practical dfad kd --seeds 0
-    python -m benchmarks.data_free --data ../shared/data/cars196 --budget 20 --out benchmarks/data_free_cars196.result.json
+    python -m benchmarks.data_free --data ../shared/data/cars196 --budget 20 --seeds 0 --tuned-from benchmarks/data_free.result.json --out benchmarks/data_free_cars196.result.json
 
 Writes ``benchmarks/data_free.result.json`` (``--quick``: ``benchmarks/results/``) and prints a table.
 """
@@ -36,6 +42,7 @@ Writes ``benchmarks/data_free.result.json`` (``--quick``: ``benchmarks/results/`
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -133,6 +140,18 @@ def tuning_plan(args, table: dict, teacher: str, out_dir: Path) -> list[harness.
     return tuning.trial_runs(SEARCH_SPACE, rows, args.tuning["trials"], make_run)
 
 
+def tuned_elsewhere(path: str, names: list[str]) -> dict:
+    """The choices of another finished data-free benchmark, for the rows it tuned."""
+    source = Path(path)
+    if not source.is_file():
+        raise SystemExit(f"--tuned-from {path}: no such file")
+    chosen = json.loads(source.read_text()).get("tuning", {}).get("chosen", {})
+    missing = [name for name in names if name not in chosen]
+    if missing:
+        raise SystemExit(f"--tuned-from {path}: no tuning choice for {', '.join(missing)}")
+    return {name: {**chosen[name], "from": str(path)} for name in names}
+
+
 def plan(args, table: dict, teacher: str, out_dir: Path, chosen: dict | None = None) -> list[harness.Run]:
     """Every final run, seed-major (all rows of seed 0 first, so a partial benchmark has every row);
     a tuned row runs its chosen settings (a tuned row without a finished tuning is left out)."""
@@ -161,6 +180,9 @@ def parse_args(argv=None):
     p.add_argument("--rows", nargs="+", help="rows to run (default: all; see rows())")
     p.add_argument("--device", default=None, help="train.accelerator of every run (default: the recipes' cpu)")
     p.add_argument("--grids", metavar="DIR", help="save a grid of 16 synthetic images per seed-0 data-free row here")
+    p.add_argument("--tuned-from", metavar="JSON",
+                   help="take every tuned row's settings from this finished benchmark's choices instead of tuning "
+                        "here (Stanford Cars runs Oxford-17's choices: data nobody tuned on)")
     p.add_argument("--stage", choices=("tune", "all"), default="all",
                    help="tune: the teacher and the tuning trials only (a sitting of a long benchmark); all: then the "
                         "final runs and the JSON")
@@ -195,6 +217,7 @@ def main(argv=None, runner=None) -> dict:
     if not (Path(args.data) / "test").is_dir():
         raise SystemExit(f"--data {args.data}: not an ImageFolder root with a test/ split")
     table = rows()
+    elsewhere = tuned_elsewhere(args.tuned_from, tuned_rows(table, args.rows)) if args.tuned_from else None
     workdir = harness.workdir_of(args, BENCHMARK)
     out_dir = workdir / "runs"
     results = harness.Results(args.out, BENCHMARK, fresh=args.fresh,
@@ -205,10 +228,13 @@ def main(argv=None, runner=None) -> dict:
     else:
         teacher = harness.train_teacher(teacher_run(args, out_dir), results, **common)
     teachers = {teacher["run_dir"]: teacher}
-    trial_runs = tuning_plan(args, table, teacher["run_dir"], out_dir)
-    trial_rows = harness.launch(trial_runs, results, teachers=teachers,
-                                **{**common, "jobs": args.tuning["jobs"], "threads": args.tuning["threads"]})
-    chosen = tuning.choices(trial_rows, tuned_rows(table, args.rows), TUNING["chosen_on"])
+    if elsewhere is not None:
+        trial_runs, trial_rows, chosen = [], [], elsewhere
+    else:
+        trial_runs = tuning_plan(args, table, teacher["run_dir"], out_dir)
+        trial_rows = harness.launch(trial_runs, results, teachers=teachers,
+                                    **{**common, "jobs": args.tuning["jobs"], "threads": args.tuning["threads"]})
+        chosen = tuning.choices(trial_rows, tuned_rows(table, args.rows), TUNING["chosen_on"])
     tuning.print_trials(trial_rows, chosen, markdown=args.markdown)
     if args.stage == "tune":
         print(f"\ntuning: {len(trial_rows)} of {len(trial_runs)} trials done; rows so far in "
@@ -232,7 +258,7 @@ def main(argv=None, runner=None) -> dict:
         "rows": {name: {"recipe": table[name][0], "method": table[name][1], "ablation": table[name][2]}
                  for name in args.rows},
         "tuning": {**args.tuning, "space": tuning.describe(SEARCH_SPACE), "rows": tuned_rows(table, args.rows),
-                   "chosen": chosen},
+                   "chosen": chosen, "tuned_from": args.tuned_from},
         "complete": len(done) == len(runs) and len(trial_rows) == len(trial_runs), "runs": done,
         "tuning_runs": trial_rows, "summary": summary, "paired": comparisons})
     print(f"\n{args.data}: teacher {teacher.get('architecture')} val {harness.fmt(teacher.get('val_top1'))} "

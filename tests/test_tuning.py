@@ -94,3 +94,26 @@ def test_the_final_runs_use_the_trial_chosen_on_val(tmp_path):
     assert finals[("dfkd-fgvc", 0)]["spec"]["settings"] == [] and finals[("dfkd-fgvc", 0)]["tuning_trials"] == 0
     assert len(result["sittings"]) == 2 and result["complete"]
     assert [d["name"] for d in result["tuning"]["space"]] == [d.name for d in bench.SEARCH_SPACE]
+
+
+def test_another_dataset_can_run_the_choices_tuned_here(tmp_path):
+    data = make_imagefolder(tmp_path / "data", counts={"train": 2, "val": 1, "test": 1})
+    common = ["--data", str(data), "--rows", "dfad", "--seeds", "0", "--workdir", str(tmp_path / "w")]
+    source = bench.main(common + ["--out", str(tmp_path / "a.json")], runner=by_trial_runner(best=3))
+    calls = []
+
+    def counting(task):
+        calls.append(task["run"]["name"])
+        return by_trial_runner(best=3)(task)
+
+    other = bench.main(common + ["--out", str(tmp_path / "b.json"), "--tuned-from", str(tmp_path / "a.json"),
+                                 "--fresh"], runner=counting)
+    assert other["tuning_runs"] == [] and other["tuning"]["tuned_from"] == str(tmp_path / "a.json")
+    assert other["runs"][0]["spec"]["settings"] == source["tuning"]["chosen"]["dfad"]["settings"]
+    assert calls == ["teacher", "dfad"]                                    # no trial: the teacher (--fresh), the final run
+    import pytest
+
+    with pytest.raises(SystemExit, match="no tuning choice for dfkd-fgvc-practical"):
+        bench.main(common[:3] + ["dfkd-fgvc-practical"] + common[4:] + ["--tuned-from", str(tmp_path / "a.json"),
+                                                                         "--out", str(tmp_path / "c.json")],
+                   runner=by_trial_runner(best=3))
