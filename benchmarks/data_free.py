@@ -77,7 +77,8 @@ def search_space(student_steps: tuple = (1, 4, 8)) -> tuple[tuning.Dimension, ..
     paper's settings and ``kd`` on real images is the reference: neither is tuned."""
     return (
         tuning.Dimension("synthesizer lr", (0.25, 1.0, 2.5),
-                         {**{m: "generator.lr" for m in GENERATOR_METHODS}, "deepinversion": "deepinversion.lr"},
+                         {**{m: "generator.lr" for m in GENERATOR_METHODS + ("fast-dfkd",)},
+                          "deepinversion": "deepinversion.lr"},
                          relative=True),
         tuning.Dimension("student lr", (0.3, 1.0, 3.0), {EVERY: "optim.lr"}, relative=True),
         tuning.Dimension("student steps per synthesis step (k)", student_steps,
@@ -87,11 +88,11 @@ def search_space(student_steps: tuple = (1, 4, 8)) -> tuple[tuning.Dimension, ..
                          {m: ("generator.class_conditional", "generator.target_ce") for m in GENERATOR_METHODS}),
         tuning.Dimension("L_BN weight", (0.01, 0.1, 1.0),
                          {"dfkd-fgvc": "dfkd.alpha", "dfq": "dfq.bn", "cmi": "cmi.bn",
-                          "deepinversion": "deepinversion.bn_weight"}),
+                          "deepinversion": "deepinversion.bn_weight", "fast-dfkd": "fast_dfkd.bn"}),
         tuning.Dimension("the method's own term (weight)", (0.3, 1.0, 3.0),
                          {"dfkd-fgvc": "dfkd.gamma", "dafl": "dafl.balance", "dfq": "dfq.adversarial",
                           "cmi": "cmi.contrast", "mad": "mad.adversarial", "zskt": "zskt.attention_weight",
-                          "deepinversion": "deepinversion.adi_scale"},
+                          "deepinversion": "deepinversion.adi_scale", "fast-dfkd": "fast_dfkd.adversarial"},
                          relative=True),
         tuning.Dimension("KD temperature", (1.0, 4.0), {EVERY: "distill.temperature", "dfad": None}),
     )

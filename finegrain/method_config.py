@@ -268,6 +268,29 @@ class MADConfig(weights_config("MADWeights", adversarial=1.0)):
     ema_fraction: float = option(0.5, "share of each student batch drawn from the EMA generator, in [0, 1) (spec: 0.5)")
 
 
+@register_section("fast_dfkd")
+@dataclasses.dataclass
+class FastDFKDConfig:
+    steps_per_batch: int = option(5, "k: steps of the fast generator copy and the latent per synthetic batch, >= 1 "
+                                     "(paper: 2, 5 or 10 on CIFAR, its Fast-2/5/10; 50 on ImageNet). A batch may "
+                                     "span iterations: distill.generator_steps need not be a multiple of k")
+    reptile_step: float = option(0.5, "ε of θ ← θ + ε·(θ' − θ), the meta generator's step towards the adapted copy "
+                                      "after each batch, in (0, 1]; 1 = each batch starts from the last one's weights "
+                                      "(finegrain's reading; the authors' code takes one Adam step of lr generator.lr × k "
+                                      "along the summed inner gradients instead)")
+    latent_lr: float = option(0.01, "Adam learning rate of the per-batch latent z (paper's code: 0.01 for Fast-5/10, "
+                                    "0.015 for Fast-2); the fast copy learns at generator.lr (paper's code: 3e-3 "
+                                    "for Fast-5)")
+    bn: float = option(10.0, "weight of the BatchNorm-statistics loss with momentum (paper's code: 10)")
+    ce: float = option(0.5, "weight of CE(teacher logits, the batch's target classes) (paper's code: 0.5 for "
+                            "ResNet-34 → ResNet-18, 0.4 for WRN-40-2 teachers)")
+    adversarial: float = option(1.33, "weight of −KL(S(x̂), T(x̂)) over the images on whose class student and teacher "
+                                      "still agree (the distiller's KL), once the student has taken a step; 0 = off "
+                                      "(paper's code: 1.33 for ResNet-34 → ResNet-18, 1.1 for WRN-40-2 teachers)")
+    bn_momentum: float = option(0.9, "m: the BN loss matches (1 − m)·batch + m·average of the earlier batches' "
+                                     "statistics, in [0, 1); 0 = the batch alone (paper's code: 0.9)")
+
+
 @register_section("zskt")
 @dataclasses.dataclass
 class ZSKTConfig(weights_config("ZSKTWeights", adversarial=1.0)):

@@ -8,6 +8,6 @@
 * :mod:`~finegrain.datafree.bn_hooks`, :mod:`~finegrain.datafree.pool`,
   :mod:`~finegrain.datafree.frozen` – the pieces several methods share.
 
-DFKD-FGVC, DFAD, DeepInversion (and DAFL, ZSKT, DFQ, CMI, MAD) differ only in their synthesizer
+DFKD-FGVC, DFAD, DeepInversion (and DAFL, ZSKT, DFQ, CMI, MAD, Fast-DFKD) differ only in their synthesizer
 and their losses.
 """
