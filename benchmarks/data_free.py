@@ -10,8 +10,8 @@ baseline, from the same fine-grained teacher into the same student, each run a s
      the budget practicalities marked in the file); its ablations ``dfkd-fgvc-no-sam`` /
      ``-no-mhad`` / ``-no-sfcl`` (the paper's λ = 0, MHAD off, SFCL off);
    - ``dfkd-fgvc-practical``: DFKD-FGVC from finegrain's recipe ``datafree_practical``;
-   - every other registered data-free method (cmi, dafl, deepinversion, dfad, dfq, mad, noise-kd,
-     zskt) from ``datafree_practical`` under its own method name, and ``kd`` on the real training
+   - every other registered data-free method (cmi, dafl, deepinversion, dfad, dfq, fast-dfkd, mad,
+     noise-kd, spaceshipnet, zskt) from ``datafree_practical`` under its own method name, and ``kd`` on the real training
      images with the same recipe (the reference). A method with a recipe of its own (a shipped
      ``<recipe>_<method>``) starts from that instead.
 3. Equal tuning (``benchmarks/tuning.py``): every row on the practical recipe is tuned alike in
@@ -67,8 +67,10 @@ QUICK_ROWS = ["dfkd-fgvc-practical", "dfad", "kd"]
 QUICK = {"budget": 0.5, "teacher_budget": 0.5, "seeds": [0]}
 
 # ------------------------------------------------------------------------------- equal tuning
-GENERATOR_METHODS = ("dfkd-fgvc", "dafl", "dfad", "dfq", "cmi", "mad", "zskt")
+GENERATOR_METHODS = ("dfkd-fgvc", "dafl", "dfad", "dfq", "cmi", "mad", "zskt", "spaceshipnet")
 EVERY = tuning.EVERY_METHOD
+
+
 def search_space(student_steps: tuple = (1, 4, 8)) -> tuple[tuning.Dimension, ...]:
     """The one search space every tuned data-free row is tuned in (``student_steps``: the values of
     k, which depend on the recipes' scale: MNIST's take k = 5). Every practical feature is offered
@@ -88,11 +90,13 @@ def search_space(student_steps: tuple = (1, 4, 8)) -> tuple[tuning.Dimension, ..
                          {m: ("generator.class_conditional", "generator.target_ce") for m in GENERATOR_METHODS}),
         tuning.Dimension("L_BN weight", (0.01, 0.1, 1.0),
                          {"dfkd-fgvc": "dfkd.alpha", "dfq": "dfq.bn", "cmi": "cmi.bn",
-                          "deepinversion": "deepinversion.bn_weight", "fast-dfkd": "fast_dfkd.bn"}),
+                          "deepinversion": "deepinversion.bn_weight", "fast-dfkd": "fast_dfkd.bn",
+                          "spaceshipnet": "spaceshipnet.bn"}),
         tuning.Dimension("the method's own term (weight)", (0.3, 1.0, 3.0),
                          {"dfkd-fgvc": "dfkd.gamma", "dafl": "dafl.balance", "dfq": "dfq.adversarial",
                           "cmi": "cmi.contrast", "mad": "mad.adversarial", "zskt": "zskt.attention_weight",
-                          "deepinversion": "deepinversion.adi_scale", "fast-dfkd": "fast_dfkd.adversarial"},
+                          "deepinversion": "deepinversion.adi_scale", "fast-dfkd": "fast_dfkd.adversarial",
+                          "spaceshipnet": "spaceshipnet.gradcam"},
                          relative=True),
         tuning.Dimension("KD temperature", (1.0, 4.0), {EVERY: "distill.temperature", "dfad": None}),
     )

@@ -291,6 +291,26 @@ class FastDFKDConfig:
                                      "statistics, in [0, 1); 0 = the batch alone (paper's code: 0.9)")
 
 
+@register_section("spaceshipnet")
+@dataclasses.dataclass
+class SpaceshipNetConfig:
+    bn: float = option(1.0, "weight of the teacher BatchNorm-statistics loss in the generator objective (paper's "
+                            "code: 1); its other term, CE to the targets (paper's code: 0.5), is generator.target_ce "
+                            "of a class-conditional generator")
+    exchange_prob: float = option(0.7, "probability that a student batch is a channel-exchanged one (a fresh batch "
+                                       "in which each sample takes half its channels, at one generator feature map, "
+                                       "from another sample), in [0, 1]; 0 = no CFE (paper's code: 0.7)")
+    exchange_maps: list = option([], "generator feature maps the exchange may happen at, one drawn per batch: 0 = "
+                                     "the FC map, i = after up-block i; empty = every map (paper's code: every map "
+                                     "of its generator, 0, 1, 2)")
+    cam: float = option(1.0, "weight of the MSE between student and teacher class activation maps (last feature "
+                             "map through each one's head), in the student loss (paper's code: 1)")
+    gradcam: float = option(1.0, "weight of the MSE between student and teacher Grad-CAMs of the teacher's "
+                                 "predicted class, summed over paired stages: the multi-scale part of the "
+                                 "activation-region constraint (paper's code: 1)")
+    min_reduction: int = min_reduction_option()
+
+
 @register_section("zskt")
 @dataclasses.dataclass
 class ZSKTConfig(weights_config("ZSKTWeights", adversarial=1.0)):

@@ -131,7 +131,7 @@ def test_old_run_folder_with_every_section_still_loads(teacher, tmp_path):
     old = tmp_path / "runs" / "old"
     shutil.copytree(teacher["run"], old)
     every = {**Config().to_dict(), **yaml.safe_load((old / "config.yaml").read_text())}  # its values, every section
-    assert len(every) == len(SECTIONS) == 20  # the 19 of that time, and fast_dfkd since
+    assert len(every) == len(SECTIONS) == 21  # the 19 of that time, and fast_dfkd and spaceshipnet since
     (old / "config.yaml").write_text(yaml.safe_dump(every, sort_keys=False))
     for sidecar in [old / "model.json", *(old / "checkpoints").glob("*.json")]:
         meta = json.loads(sidecar.read_text())

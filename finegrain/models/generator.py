@@ -96,6 +96,17 @@ def finish_image(x: torch.Tensor, output_norm: nn.Module | None, *, standardized
     return x
 
 
+def feature_layers(generator: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs are a generator's intermediate feature maps, shallowest first: the
+    BatchNorm of the FC map, then each up-block. Both generators (this one and
+    :class:`~finegrain.models.upsample_generator.UpsampleGenerator`) are built so.
+
+    Why: a method that works on the maps themselves (SpaceshipNet's channel exchange) registers a
+    forward hook on one of these modules and returns a changed map; the generator's own ``forward``
+    stays exactly what every other method runs."""
+    return [generator.bn, *generator.blocks]
+
+
 def conv_bn_relu(cin: int, cout: int, transposed: bool = False) -> nn.Sequential:
     conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, 3, padding=1)
     return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
