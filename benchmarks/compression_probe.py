@@ -94,6 +94,7 @@ def stage_of(name: str) -> str:
     return "head" if "head" in name or name.startswith("bn2") else "stem"
 
 
+@torch.no_grad()
 def weight_change(student: torch.nn.Module, start: torch.nn.Module) -> dict[str, float]:
     """``‖W − W₀‖ / ‖W₀‖`` per stage, over the weights of every parameter the two share."""
     start_params = dict(start.named_parameters())
