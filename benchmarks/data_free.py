@@ -165,7 +165,7 @@ def plan(args, table: dict, teacher: str, out_dir: Path, chosen: dict | None = N
     return [harness.Run(name=name, recipe=table[name][0], method=table[name][1], seed=seed,
                         budget_minutes=args.budget, teacher=teacher, data=args.data, out_dir=str(out_dir),
                         ablation=table[name][2], accelerator=args.device,
-                        settings=tuple(tuple(pair) for pair in chosen[name]["settings"]) if name in chosen else ())
+                        settings=tuning.chosen_settings(chosen, name))
             for seed in args.seeds for name in args.rows if name not in tuned or name in chosen]
 
 
@@ -237,20 +237,16 @@ def main(argv=None, runner=None) -> dict:
         trial_runs, trial_rows, chosen = [], [], elsewhere
     else:
         trial_runs = tuning_plan(args, table, teacher["run_dir"], out_dir)
-        trial_rows = harness.launch(trial_runs, results, teachers=teachers,
-                                    **{**common, "jobs": args.tuning["jobs"], "threads": args.tuning["threads"]})
-        chosen = tuning.choices(trial_rows, tuned_rows(table, args.rows), TUNING["chosen_on"])
-    tuning.print_trials(trial_rows, chosen, markdown=args.markdown)
+        trial_rows, chosen = tuning.run_trials(trial_runs, results, tuned_rows(table, args.rows), args.tuning,
+                                               markdown=args.markdown, teachers=teachers, **common)
     if args.stage == "tune":
-        print(f"\ntuning: {len(trial_rows)} of {len(trial_runs)} trials done; rows so far in "
-              f"{harness.partial_path(args.out)}")
-        return {"tuning_runs": trial_rows, "chosen": chosen}
+        return {**tuning.tuning_stopped(trial_rows, trial_runs, harness.partial_path(args.out)), "chosen": chosen}
     runs = plan(args, table, teacher["run_dir"], out_dir, chosen)
     grids = ({run.run_id: str(Path(args.grids) / f"{run.name}.png") for run in runs
               if run.seed == args.seeds[0] and run.method != "kd"} if args.grids else None)
     done = harness.launch(runs, results, teachers=teachers, grids=grids, **common)
     for row in done:
-        row["tuning_trials"] = chosen[row["variant"]]["trials"] if row["variant"] in chosen else 0
+        row["tuning_trials"] = tuning.trials_of(chosen, row["variant"])
     summary = harness.summarize(done, by=("variant",))
     names = [r["variant"] for r in summary]
     comparisons = [c for ref in REFERENCES if ref in names for other in names if other != ref

