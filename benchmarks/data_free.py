@@ -1,9 +1,11 @@
 """Data-free distillation at equal time budgets: DFKD-FGVC, its ablations and every data-free
 baseline, from the same fine-grained teacher into the same student, each run a shipped recipe.
 
-1. Teacher: the recipe ``oxford17_cpu`` (EfficientNet-Lite0 from the shipped ImageNet weights,
-   128 px, 6 epochs) trained once on ``--data``, or a run given with ``--teacher`` (then evaluated
-   on ``--data``). Nothing assumes Oxford-17: any ImageFolder with train/, val/ and test/ works
+1. Teacher: the recipe of ``--pair`` (``PAIRS``) trained once on ``--data``: ``lite0-lite0`` (the
+   default) trains ``oxford17_cpu`` (EfficientNet-Lite0 from the shipped ImageNet weights, 128 px,
+   6 epochs), ``lite2-lite0`` trains ``oxford17_lite2_cpu`` (EfficientNet-Lite2) to compress into
+   the Lite0 student; or a run given with ``--teacher`` (then evaluated on ``--data``).
+   Nothing assumes Oxford-17: any ImageFolder with train/, val/ and test/ works
    (``--data ../shared/data/cars196``).
 2. Rows (``rows()``), each a recipe, a method and at most one of the paper's own ablation switches:
    - ``dfkd-fgvc``: the paper's method, recipe ``datafree_paper_budget`` (its generator and losses,
@@ -34,6 +36,7 @@ resume; the JSON is written once every row has run.
     python -m benchmarks.data_free                              # the full benchmark, Oxford-17
     python -m benchmarks.data_free --quick                      # pipeline check, minutes
     python -m benchmarks.data_free --teacher runs/teacher --rows dfkd-fgvc-practical dfad kd --seeds 0
+    python -m benchmarks.data_free --pair lite2-lite0 --budget 10   # compression: data_free_lite2_lite0.result.json
     python -m benchmarks.data_free --data ../shared/data/cars196 --budget 20 --seeds 0 --tuned-from benchmarks/data_free.result.json --out benchmarks/data_free_cars196.result.json
 
 Writes ``benchmarks/data_free.result.json`` (``--quick``: ``benchmarks/results/``) and prints a table.
@@ -49,7 +52,11 @@ from pathlib import Path
 from benchmarks import harness, tuning
 
 BENCHMARK = "data_free"
-TEACHER_RECIPE = "oxford17_cpu"
+#: teacher -> student pairs: name -> the teacher's recipe (every distillation recipe's student is
+#: EfficientNet-Lite0). The default pair distils a Lite0 teacher; ``lite2-lite0`` compresses.
+PAIRS = {"lite0-lite0": "oxford17_cpu", "lite2-lite0": "oxford17_lite2_cpu"}
+DEFAULT_PAIR = "lite0-lite0"
+TEACHER_RECIPE = PAIRS[DEFAULT_PAIR]
 PRACTICAL = "datafree_practical"
 PAPER = "datafree_paper_budget"
 MAIN = "dfkd-fgvc"
@@ -170,7 +177,7 @@ def plan(args, table: dict, teacher: str, out_dir: Path, chosen: dict | None = N
 
 
 def teacher_run(args, out_dir: Path) -> harness.Run:
-    return harness.Run(name="teacher", recipe=TEACHER_RECIPE, method="supervised", seed=0,
+    return harness.Run(name="teacher", recipe=PAIRS[args.pair], method="supervised", seed=0,
                        budget_minutes=args.teacher_budget, data=args.data, out_dir=str(out_dir),
                        accelerator=args.device)
 
@@ -180,8 +187,12 @@ def parse_args(argv=None):
     p.add_argument("--data", default=str(harness.ROOT.parent / "shared" / "data" / "oxford17"),
                    help="ImageFolder root with train/ (teacher, kd), val/ and test/")
     p.add_argument("--teacher", help="use this teacher run or checkpoint (evaluated on --data) instead of training one")
+    p.add_argument("--pair", choices=list(PAIRS), default=DEFAULT_PAIR,
+                   help="teacher -> student: the teacher's recipe (" + ", ".join(f"{k}: {v}" for k, v in PAIRS.items())
+                        + f"); another pair than {DEFAULT_PAIR} has its own run folders and JSON "
+                          "(data_free_<pair>.result.json)")
     p.add_argument("--teacher-budget", type=float, default=0.0,
-                   help=f"time budget of the teacher run (default 0: {TEACHER_RECIPE}'s own schedule)")
+                   help="time budget of the teacher run (default 0: its recipe's own schedule)")
     p.add_argument("--rows", nargs="+", help="rows to run (default: all; see rows())")
     p.add_argument("--device", default=None, help="train.accelerator of every run (default: the recipes' cpu)")
     p.add_argument("--grids", metavar="DIR", help="save a grid of 16 synthetic images per seed-0 data-free row here")
@@ -208,8 +219,9 @@ def parse_args(argv=None):
     unknown = [name for name in args.rows if name not in table]
     if unknown:
         p.error(f"unknown rows {unknown}; known: {', '.join(table)}")
-    args.out = args.out or str(harness.ROOT / "benchmarks" / ("results/data_free.quick.json" if args.quick
-                                                              else "data_free.result.json"))
+    args.benchmark = BENCHMARK if args.pair == DEFAULT_PAIR else f"{BENCHMARK}_{args.pair.replace('-', '_')}"
+    args.out = args.out or str(harness.ROOT / "benchmarks" / (f"results/{args.benchmark}.quick.json" if args.quick
+                                                              else f"{args.benchmark}.result.json"))
     harness.check_arguments(p, args)
     return args
 
@@ -223,9 +235,9 @@ def main(argv=None, runner=None) -> dict:
         raise SystemExit(f"--data {args.data}: not an ImageFolder root with a test/ split")
     table = rows()
     elsewhere = tuned_elsewhere(args.tuned_from, tuned_rows(table, args.rows)) if args.tuned_from else None
-    workdir = harness.workdir_of(args, BENCHMARK)
+    workdir = harness.workdir_of(args, args.benchmark)
     out_dir = workdir / "runs"
-    results = harness.Results(args.out, BENCHMARK, fresh=args.fresh,
+    results = harness.Results(args.out, args.benchmark, fresh=args.fresh,
                               argv=None if argv is None else ["benchmarks/data_free.py", *argv])
     common = {"jobs": args.jobs, "threads": args.threads, "workdir": workdir, "runner": runner}
     if args.teacher:
@@ -253,7 +265,7 @@ def main(argv=None, runner=None) -> dict:
                    for c in [harness.paired(done, ref, other)] if c is not None]
     result = results.finish({
         "data": str(Path(args.data).resolve()), "teacher": teacher,
-        "teacher_recipe": None if args.teacher else TEACHER_RECIPE, "budget_minutes": args.budget,
+        "pair": args.pair, "teacher_recipe": None if args.teacher else PAIRS[args.pair], "budget_minutes": args.budget,
         "seeds": args.seeds, "jobs": args.jobs, "threads": args.threads or harness.default_threads(args.jobs),
         "device": args.device or "cpu (recipes)", "quick": args.quick,
         "rows": {name: {"recipe": table[name][0], "method": table[name][1], "ablation": table[name][2]}

@@ -84,6 +84,19 @@ def test_plan_is_seed_major_and_the_teacher_is_its_recipe(tmp_path):
     assert (teacher.recipe, teacher.method, teacher.budget_minutes, teacher.teacher) == ("oxford17_cpu", "supervised", 0.0, None)
 
 
+def test_a_pair_trains_its_teacher_recipe_in_folders_and_a_json_of_its_own(tmp_path):
+    for name, recipe in bench.PAIRS.items():
+        assert load_config(packaged_config(recipe)).model.name.startswith("efficientnet_lite"), name
+    args = bench.parse_args(["--pair", "lite2-lite0", "--budget", "10"])
+    assert bench.teacher_run(args, tmp_path).recipe == "oxford17_lite2_cpu"
+    assert args.benchmark == "data_free_lite2_lite0" and args.out.endswith("benchmarks/data_free_lite2_lite0.result.json")
+    assert harness.workdir_of(args, args.benchmark).name == "data_free_lite2_lite0"
+    default = bench.parse_args([])
+    assert (default.pair, default.benchmark) == ("lite0-lite0", "data_free")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--pair", "lite3-lite0"])
+
+
 def test_the_benchmark_writes_one_json_with_its_command(tmp_path):
     data = make_imagefolder(tmp_path / "data", counts={"train": 2, "val": 1, "test": 1})
     out = tmp_path / "data_free.result.json"
