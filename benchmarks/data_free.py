@@ -56,7 +56,6 @@ BENCHMARK = "data_free"
 #: EfficientNet-Lite0). The default pair distils a Lite0 teacher; ``lite2-lite0`` compresses.
 PAIRS = {"lite0-lite0": "oxford17_cpu", "lite2-lite0": "oxford17_lite2_cpu"}
 DEFAULT_PAIR = "lite0-lite0"
-TEACHER_RECIPE = PAIRS[DEFAULT_PAIR]
 PRACTICAL = "datafree_practical"
 PAPER = "datafree_paper_budget"
 MAIN = "dfkd-fgvc"
