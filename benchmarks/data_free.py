@@ -189,7 +189,7 @@ def parse_args(argv=None):
     p.add_argument("--pair", choices=list(PAIRS), default=DEFAULT_PAIR,
                    help="teacher -> student: the teacher's recipe (" + ", ".join(f"{k}: {v}" for k, v in PAIRS.items())
                         + f"); another pair than {DEFAULT_PAIR} has its own run folders and JSON "
-                          "(data_free_<pair>.result.json)")
+                          "(lite2-lite0: benchmarks/data_free_lite2_lite0.result.json)")
     p.add_argument("--teacher-budget", type=float, default=0.0,
                    help="time budget of the teacher run (default 0: its recipe's own schedule)")
     p.add_argument("--rows", nargs="+", help="rows to run (default: all; see rows())")
