@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -52,11 +53,14 @@ BLOCKS = {
     "readme": ("recipes", "csdnet_vs_ce"),
     "datafree": ("recipes",),
     "csdnet": ("csdnet_vs_ce",),
+    "datafree-comparison": ("data_free",),
+    "datafree-benchmark": ("data_free",),
 }
 #: the command that writes each known JSON, for placeholders and sections without a command
 WRITERS = {
     "recipes": "python -m benchmarks.recipes",
     "csdnet_vs_ce": "python -m benchmarks.csdnet_vs_ce --data ../shared/data/oxford17",
+    "data_free": "python -m benchmarks.data_free",
 }
 MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
 OPEN = re.compile(r"<!-- (/?)results:([\w-]+) -->")
@@ -171,6 +175,154 @@ def datafree_block(results: dict) -> str:
                   "command"], rows)
 
 
+# ---------------------------------------------------------------------------------------- data-free
+def is_comparison(data: dict) -> bool:
+    """A method comparison over seeds (``data_free.py``, ``data_free_mnist.py``): a ``summary`` list."""
+    return isinstance(data.get("summary"), list)
+
+
+def chosen_text(data: dict, variant: str) -> str:
+    """What equal tuning chose for a row: its trial and settings, or why it has none."""
+    tuning_ = data.get("tuning") or {}
+    chosen = (tuning_.get("chosen") or {}).get(variant)
+    if not chosen:
+        return "not tuned (the paper's settings or the reference)"
+    settings = " ".join(f"{key}={value}" for key, value in chosen.get("settings") or []) or "as shipped"
+    source = f", from {chosen['from']}" if chosen.get("from") else ""
+    return f"trial {chosen.get('trial')} of {chosen.get('trials')}{source}: {code(settings)}"
+
+
+def comparison_rows(data: dict, names: list[str] | None = None) -> list[dict]:
+    rows = [r for r in data.get("summary") or [] if isinstance(r, dict)]
+    return rows if names is None else [r for r in rows if r.get("variant") in names]
+
+
+def comparison_table(data: dict, names: list[str] | None = None) -> str:
+    rows = [[cell(r.get("variant")), cell(r.get("method")), code(r.get("recipe")), cell(r.get("runs")),
+             mean_std(r.get("test_top1_mean"), r.get("test_top1_std")),
+             mean_std(r.get("val_top1_mean"), r.get("val_top1_std")), num(r.get("ratio_to_teacher_mean")),
+             num(r.get("steps_mean"), 0), seconds(r.get("seconds_mean")), chosen_text(data, r.get("variant"))]
+            for r in comparison_rows(data, names)]
+    return table(["row", "method", "recipe", "seeds", "test top-1 %", "val top-1 %", "/ teacher", "iterations",
+                  "time", "settings (equal tuning on val)"], rows)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided sign test: the chance of a split at least this uneven between two equal methods."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def comparisons(data: dict) -> list[dict]:
+    """The JSON's seed-paired comparisons, each pair once (a − b, not also b − a)."""
+    seen, out = set(), []
+    for c in data.get("paired") or []:
+        if isinstance(c, dict) and c.get("mean_difference") is not None and frozenset((c["a"], c["b"])) not in seen:
+            seen.add(frozenset((c["a"], c["b"])))
+            out.append(c)
+    return out
+
+
+def paired_table(data: dict) -> str:
+    rows = [[f"{cell(c.get('a'))} − {cell(c.get('b'))}", " ".join(str(s) for s in c.get("seeds") or []),
+             f"{c['mean_difference']:+.2f}", f"{c.get('wins')} / {c.get('losses')}",
+             num(sign_test(c.get("wins", 0), c.get("losses", 0)))]
+            for c in comparisons(data)]
+    if not rows:
+        return ""
+    return table(["test top-1, seed by seed", "seeds", "mean difference (points)", "seeds won / lost",
+                  "sign test p (two-sided)"], rows)
+
+
+def comparison_setting(data: dict) -> str:
+    teacher = data.get("teacher") or {}
+    tuning_ = data.get("tuning") or {}
+    seeds = " ".join(str(s) for s in data.get("seeds") or [])
+    where = str(data.get("data", NONE))
+    text = (f"Data `{Path(where).name if Path(where).is_absolute() else where}`; teacher {cell(teacher.get('architecture'))} "
+            f"(test {num(teacher.get('test_top1'))}, val {num(teacher.get('val_top1'))}); every final run "
+            f"{num(data.get('budget_minutes'), 0)} minutes on {cell(data.get('device'))}, "
+            f"{cell(data.get('jobs'))} at a time with {cell(data.get('threads'))} threads; seeds {seeds}")
+    if tuning_.get("tuned_from"):
+        text += f"; settings chosen by `{tuning_['tuned_from']}`'s tuning, none here"
+    elif tuning_.get("trials"):
+        text += (f"; every tuned row: {tuning_['trials']} trials on val, seed {tuning_.get('seed')}, "
+                 f"{num(tuning_.get('budget_minutes'), 0)} minutes each, {tuning_.get('jobs')} at a time with "
+                 f"{tuning_.get('threads')} thread(s)")
+    if data.get("complete") is False:
+        text += ". **Incomplete**: some runs failed or were not run"
+    return text + "."
+
+
+def comparison_section(data: dict) -> str:
+    parts = [comparison_setting(data) + " Mean ± std over seeds.", comparison_table(data)]
+    paired = paired_table(data)
+    if paired:
+        parts.append(paired)
+    if data.get("published"):
+        parts.append("Published: " + cell(data.get("published_source")) + " — "
+                     + ", ".join(f"{cell(k)} {num(v)}" for k, v in data["published"].items()))
+    return "\n\n".join(parts)
+
+
+def curves_section(data: dict) -> str:
+    rows = [[cell(r.get("variant")), num(r.get("budget_minutes"), 0), cell(r.get("runs")),
+             mean_std(r.get("test_top1_mean"), r.get("test_top1_std")),
+             mean_std(r.get("val_top1_mean"), r.get("val_top1_std")), num(r.get("steps_mean"), 0),
+             seconds(r.get("seconds_mean"))]
+            for r in data.get("curves") or [] if isinstance(r, dict)]
+    plot = Path(str(data.get("plot"))).name if data.get("plot") else None
+    head = f"Device: {cell(data.get('device'))}; source `{cell(data.get('source'))}`."
+    if plot:
+        head += f" Plot: [{plot}]({plot})."
+    return head + "\n\n" + table(["row", "minutes", "seeds", "test top-1 %", "val top-1 %", "iterations", "time"],
+                                    rows)
+
+
+#: the data-free comparison's rows the README shows: the paper's method, then the best data-free rows by val
+README_DATAFREE = {"source": "data_free", "paper": "dfkd-fgvc", "reference": "kd", "top": 3}
+
+
+def readme_datafree_rows(data: dict) -> list[str]:
+    """The paper's dfkd-fgvc, the ``top`` best other data-free rows by mean val top-1 (ablations left
+    out), then kd on real images: chosen by val, never by test."""
+    spec, rows = README_DATAFREE, data.get("rows") or {}
+    others = [r for r in comparison_rows(data) if r.get("variant") not in (spec["paper"], spec["reference"])
+              and not (rows.get(r.get("variant")) or {}).get("ablation") and r.get("val_top1_mean") is not None]
+    best = [r["variant"] for r in sorted(others, key=lambda r: -r["val_top1_mean"])[: spec["top"]]]
+    return [spec["paper"], *best, spec["reference"]]
+
+
+def comparison_block(results: dict) -> str:
+    """The README's data-free comparison: a few rows of ``data_free.result.json``."""
+    data = results.get(README_DATAFREE["source"])
+    if data is None:
+        return placeholder(README_DATAFREE["source"])
+    names = readme_datafree_rows(data)
+    order = {name: i for i, name in enumerate(names)}
+    picked = sorted(comparison_rows(data, names), key=lambda r: order[r["variant"]])
+    rows = [[cell(r.get("variant")), mean_std(r.get("test_top1_mean"), r.get("test_top1_std")),
+             num(r.get("ratio_to_teacher_mean")), cell(r.get("runs")), seconds(r.get("seconds_mean"))]
+            for r in picked]
+    minutes = num(data.get("budget_minutes"), 0)
+    head = (f"Every row: {minutes} minutes per run on {cell(data.get('device'))}, the same tuning on val for every "
+            f"tuned method, test top-1 as mean ± std over seeds; the paper's `{README_DATAFREE['paper']}`, the "
+            f"{README_DATAFREE['top']} best other data-free rows by val, and `{README_DATAFREE['reference']}` on the "
+            f"real training images. Every row, settings and seed-paired differences: "
+            f"[docs/datafree.md](docs/datafree.md#the-benchmark).")
+    if data.get("complete") is False:
+        head += " **Incomplete**: some runs failed or were not run."
+    return head + "\n\n" + table(["row", "test top-1 %", "/ teacher", "seeds", "time per run"], rows)
+
+
+def datafree_benchmark_block(results: dict) -> str:
+    data = results.get(README_DATAFREE["source"])
+    return placeholder(README_DATAFREE["source"]) if data is None else comparison_section(data)
+
+
 # ---------------------------------------------------------------------------------------- csdnet
 def csdnet_config(data: dict) -> str:
     return Path(str(data.get("config") or "oxford17_csdnet_cpu")).stem
@@ -256,7 +408,8 @@ def readme_block(results: dict) -> str:
     return "\n\n".join(x for x in [text, *notes] if x)
 
 
-RENDERERS = {"readme": readme_block, "datafree": datafree_block, "csdnet": csdnet_block}
+RENDERERS = {"readme": readme_block, "datafree": datafree_block, "csdnet": csdnet_block,
+             "datafree-comparison": comparison_block, "datafree-benchmark": datafree_benchmark_block}
 
 
 def render_block(name: str, results: dict) -> str:
@@ -299,7 +452,12 @@ def section(name: str, data: dict) -> str:
     else:
         if command:
             head += [f"Command: `{command}`.", ""]
-        head += [generic_section(data)]
+        if is_comparison(data):
+            head += [comparison_section(data)]
+        elif isinstance(data.get("curves"), list):
+            head += [curves_section(data)]
+        else:
+            head += [generic_section(data)]
     return "\n".join(head)
 
 

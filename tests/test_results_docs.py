@@ -50,6 +50,8 @@ def test_readme_and_csdnet_doc_carry_their_blocks():
     assert ("README.md", "readme") in blocks
     assert ("docs/csdnet.md", "csdnet") in blocks
     assert ("docs/datafree.md", "datafree") in blocks
+    assert ("README.md", "datafree-comparison") in blocks
+    assert ("docs/datafree.md", "datafree-benchmark") in blocks
 
 
 @pytest.mark.parametrize("where,name", _blocks(), ids=lambda x: str(x))
@@ -219,3 +221,69 @@ def test_unknown_or_unclosed_markers_are_errors(tmp_path):
         rm.blocks_in("<!-- results:nope -->\n<!-- /results:nope -->\n", "x.md")
     with pytest.raises(ValueError, match="'readme' is not closed"):
         rm.blocks_in("<!-- results:readme -->\n", "x.md")
+
+
+def _summary(variant, method, test, val, ablation=None):
+    return {"variant": variant, "method": method, "recipe": "datafree_practical", "ablation": ablation, "runs": 3,
+            "seeds": [0, 1, 2], "test_top1_mean": test, "test_top1_std": 1.0, "val_top1_mean": val,
+            "val_top1_std": 2.0, "ratio_to_teacher_mean": test / 80.0, "steps_mean": 100.0, "seconds_mean": 360.0}
+
+
+DATA_FREE = {
+    "command": "python -m benchmarks.data_free", "data": "/somewhere/oxford17", "budget_minutes": 6.0,
+    "seeds": [0, 1, 2], "jobs": 1, "threads": 2, "device": "cpu (recipes)", "complete": True,
+    "teacher": {"architecture": "efficientnet_lite0", "test_top1": 80.0, "val_top1": 81.0},
+    "rows": {"dfkd-fgvc": {"ablation": None}, "dfkd-fgvc-no-sam": {"ablation": "no-sam"}, "a": {"ablation": None},
+             "b": {"ablation": None}, "c": {"ablation": None}, "d": {"ablation": None}, "kd": {"ablation": None}},
+    "tuning": {"trials": 6, "seed": 0, "budget_minutes": 4.0, "jobs": 2, "threads": 1,
+               "chosen": {"a": {"trial": 2, "trials": 6, "settings": [["optim.lr", 0.03]], "val_top1": 30.0},
+                          "b": {"trial": 0, "trials": 6, "settings": [], "val_top1": 20.0}}},
+    "summary": [_summary("dfkd-fgvc", "dfkd-fgvc", 10.0, 11.0), _summary("dfkd-fgvc-no-sam", "dfkd-fgvc", 60.0, 99.0,
+                                                                         "no-sam"),
+                _summary("a", "a", 40.0, 41.0), _summary("b", "b", 50.0, 42.0), _summary("c", "c", 55.0, 43.0),
+                _summary("d", "d", 70.0, 12.0), _summary("kd", "kd", 85.0, 86.0)],
+    "paired": [{"a": "a", "b": "dfkd-fgvc", "seeds": [0, 1, 2], "mean_difference": 30.0, "wins": 3, "losses": 0},
+               {"a": "dfkd-fgvc", "b": "a", "seeds": [0, 1, 2], "mean_difference": -30.0, "wins": 0, "losses": 3},
+               {"a": "b", "b": "dfkd-fgvc", "seeds": [0, 1, 2], "mean_difference": 5.0, "wins": 2, "losses": 1}],
+}
+
+
+def test_the_readme_shows_the_paper_the_best_three_by_val_and_kd(tmp_path):
+    root = _repo(tmp_path)
+    (root / "benchmarks" / "data_free.result.json").write_text(json.dumps(DATA_FREE))
+    (root / "README.md").write_text("<!-- results:datafree-comparison -->\n<!-- /results:datafree-comparison -->\n")
+    rm.write(root)
+    rows = [line.split("|")[1].strip() for line in (root / "README.md").read_text().splitlines()
+            if line.startswith("| ") and not line.startswith("| row")]
+    # chosen by val, never by test: d has the best test and is left out; the ablation too
+    assert rows == ["dfkd-fgvc", "c", "b", "a", "kd"]
+    assert "| c | 55.00 ± 1.00 | 0.69 | 3 | 6.0 min |" in (root / "README.md").read_text()
+
+
+def test_the_results_section_has_every_row_its_tuning_and_each_pair_once(tmp_path):
+    section = rm.section("data_free", DATA_FREE)
+    assert "Data `oxford17`; teacher efficientnet_lite0 (test 80.00, val 81.00)" in section
+    assert "6 trials on val, seed 0, 4 minutes each" in section
+    assert "| a | a | `datafree_practical` | 3 | 40.00 ± 1.00 | 41.00 ± 2.00 | 0.50 | 100 | 6.0 min | trial 2 of 6: " \
+           "`optim.lr=0.03` |" in section
+    assert "trial 0 of 6: `as shipped`" in section and "not tuned" in section
+    assert "| a − dfkd-fgvc | 0 1 2 | +30.00 | 3 / 0 | 0.25 |" in section
+    assert "dfkd-fgvc − a" not in section  # the reverse of a pair is not repeated
+    assert "| b − dfkd-fgvc | 0 1 2 | +5.00 | 2 / 1 | 1.00 |" in section
+
+
+def test_the_sign_test_is_two_sided_binomial():
+    assert rm.sign_test(3, 0) == pytest.approx(0.25)
+    assert rm.sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert rm.sign_test(8, 2) == pytest.approx(2 * (1 + 10 + 45) / 1024)
+    assert rm.sign_test(0, 0) == 1.0
+
+
+def test_a_budget_curve_renders_its_points_and_links_its_plot():
+    data = {"command": "python -m benchmarks.data_free_budget", "device": "cpu (recipes)",
+            "source": "benchmarks/data_free.result.json", "plot": "/x/benchmarks/data_free_budget.png",
+            "curves": [{"variant": "kd", "budget_minutes": 2.0, "runs": 1, "test_top1_mean": 70.0, "test_top1_std": None,
+                        "val_top1_mean": 71.0, "val_top1_std": None, "steps_mean": 40.0, "seconds_mean": 121.0}]}
+    section = rm.section("data_free_budget", data)
+    assert "Plot: [data_free_budget.png](data_free_budget.png)." in section
+    assert "| kd | 2 | 1 | 70.00 | 71.00 | 40 | 2.0 min |" in section
