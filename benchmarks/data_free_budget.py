@@ -36,10 +36,7 @@ REFERENCE = "kd"
 
 def pick_rows(source: dict, top: int) -> list[str]:
     """The ``top`` data-free rows by mean val top-1 (no ablation rows, not kd), then kd."""
-    rows = source["rows"]
-    ranked = sorted((r for r in source["summary"] if r["variant"] != REFERENCE and not rows[r["variant"]]["ablation"]
-                     and r.get("val_top1_mean") is not None), key=lambda r: -r["val_top1_mean"])
-    return [r["variant"] for r in ranked[:top]] + ([REFERENCE] if REFERENCE in rows else [])
+    return harness.best_by_val(source, top, leave_out=(REFERENCE,)) + ([REFERENCE] if REFERENCE in source["rows"] else [])
 
 
 def plan(args, source: dict, names: list[str], out_dir: Path) -> list[harness.Run]:

@@ -394,6 +394,16 @@ def summarize(rows: Sequence[dict], by: Sequence[str] = ("variant",)) -> list[di
     return out
 
 
+def best_by_val(result: dict, top: int, leave_out: Sequence[str] = ()) -> list[str]:
+    """The ``top`` rows of a finished comparison (its ``summary`` and ``rows``) with the highest mean
+    val top-1, rows of an ablation switch and ``leave_out`` left out: chosen on val, never on test."""
+    rows = result.get("rows") or {}
+    ranked = sorted((r for r in result.get("summary") or [] if r["variant"] not in leave_out
+                     and not (rows.get(r["variant"]) or {}).get("ablation") and r.get("val_top1_mean") is not None),
+                    key=lambda r: -r["val_top1_mean"])
+    return [r["variant"] for r in ranked[:top]]
+
+
 def paired(rows: Sequence[dict], a: str, b: str, key: str = "test_top1", field: str = "variant") -> dict | None:
     """``a`` against ``b`` seed by seed (the seeds both have): the mean difference a − b and how
     many seeds each won; None when they share no seed."""

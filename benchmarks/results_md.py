@@ -44,6 +44,8 @@ import re
 import sys
 from pathlib import Path
 
+from benchmarks import harness
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = Path("benchmarks") / "RESULTS.md"
 NONE = "–"
@@ -242,7 +244,8 @@ def comparison_setting(data: dict) -> str:
     tuning_ = data.get("tuning") or {}
     seeds = " ".join(str(s) for s in data.get("seeds") or [])
     where = str(data.get("data", NONE))
-    text = (f"Data `{Path(where).name if Path(where).is_absolute() else where}`; teacher {cell(teacher.get('architecture'))} "
+    where = Path(where).name if Path(where).is_absolute() else where
+    text = (f"Data `{where}`; teacher {cell(teacher.get('architecture'))} "
             f"(test {num(teacher.get('test_top1'))}, val {num(teacher.get('val_top1'))}); every final run "
             f"{num(data.get('budget_minutes'), 0)} minutes on {cell(data.get('device'))}, "
             f"{cell(data.get('jobs'))} at a time with {cell(data.get('threads'))} threads; seeds {seeds}")
@@ -289,10 +292,8 @@ README_DATAFREE = {"source": "data_free", "paper": "dfkd-fgvc", "reference": "kd
 def readme_datafree_rows(data: dict) -> list[str]:
     """The paper's dfkd-fgvc, the ``top`` best other data-free rows by mean val top-1 (ablations left
     out), then kd on real images: chosen by val, never by test."""
-    spec, rows = README_DATAFREE, data.get("rows") or {}
-    others = [r for r in comparison_rows(data) if r.get("variant") not in (spec["paper"], spec["reference"])
-              and not (rows.get(r.get("variant")) or {}).get("ablation") and r.get("val_top1_mean") is not None]
-    best = [r["variant"] for r in sorted(others, key=lambda r: -r["val_top1_mean"])[: spec["top"]]]
+    spec = README_DATAFREE
+    best = harness.best_by_val(data, spec["top"], leave_out=(spec["paper"], spec["reference"]))
     return [spec["paper"], *best, spec["reference"]]
 
 
