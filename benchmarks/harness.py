@@ -19,8 +19,10 @@ its ``summary.json``. Rows are saved as they come to ``<out>.partial.json`` (:cl
 re-run with the same ``--out`` skips every run whose row is there (same recipe content, method,
 seed, budget, ablation, data and teacher weights), so a benchmark spread over several sittings ends
 in one JSON, written by its script, that records its command (``argv``: ``sys.argv``; ``command``:
-the line that reruns it) and every sitting's. Each row also holds the ``finegrain`` command that
-trains that run alone. Tables: :func:`summarize` (mean ± std over seeds), :func:`text_table`,
+the line that reruns it) and every sitting's. A sitting may be on another machine, which keeps
+nothing but the repository: commit the partial file at the end of a sitting, and the next one,
+anywhere, resumes from it (the teacher trains again to the same weights, :func:`train_teacher`).
+Each row also holds the ``finegrain`` command that trains that run alone. Tables: :func:`summarize` (mean ± std over seeds), :func:`text_table`,
 :func:`markdown_table`.
 
 Run a benchmark from the repository root as a module: ``python -m benchmarks.data_free ...``.
@@ -672,11 +674,27 @@ def run_one(run: Run, results: Results, **kwargs) -> dict:
 
 def train_teacher(run: Run, results: Results, **kwargs) -> dict:
     """Train the benchmark's teacher (or reuse it from an earlier sitting while its run folder is
-    there): its row, plus ``run_dir`` and ``architecture`` for the rows that distil it."""
+    there): its row, plus ``run_dir``, ``architecture`` and the weights' ``digest`` for the rows
+    that distil it.
+
+    A sitting on a machine that kept no run folder trains the teacher again. The shipped CPU
+    recipes train deterministically, so the same recipe and seed give the same weights and the
+    rows of the earlier sittings (the committed ``<out>.partial.json``) are reused; rows that
+    distilled other weights cannot be, and one line says how many will run again."""
     if not (run.run_dir / "model.safetensors").is_file():
         results.discard(run.spec())
     row = run_one(run, results, **kwargs)
-    return {**row, "run_dir": str(run.run_dir.resolve()), "architecture": row["student_arch"]}
+    digest = teacher_digest(str(run.run_dir))
+    stale = stale_rows(results, digest)
+    if stale:
+        print(f"note: {stale} finished rows distilled a teacher whose weights differ from {run.run_dir} "
+              f"(digest {digest}): they run again", flush=True)
+    return {**row, "run_dir": str(run.run_dir.resolve()), "architecture": row["student_arch"], "digest": digest}
+
+
+def stale_rows(results: Results, digest: str | None) -> int:
+    """How many of ``results``' rows distilled a teacher of other weights than ``digest``."""
+    return sum(1 for row in results.rows if row["spec"].get("teacher_digest") not in (None, digest))
 
 
 # --------------------------------------------------------------------------------- command line

@@ -206,3 +206,30 @@ def test_a_run_trains_in_a_spawned_process_and_becomes_a_row(tmp_path):
     log = (tmp_path / "logs" / "ce-s3.log").read_text()
     assert log.startswith(f"finegrain train --config {recipe} --method supervised --data ")
     assert json.loads(Path(results.partial).read_text())["runs"][0]["spec"]["seed"] == 3
+
+
+def test_rows_that_distilled_another_teachers_weights_are_named_and_run_again(tmp_path, capsys):
+    out, calls = tmp_path / "r.json", []
+    teacher = harness.Run("teacher", "oxford17_cpu", "supervised", data=str(tmp_path), out_dir=str(tmp_path / "runs"))
+    ref = harness.train_teacher(teacher, harness.Results(out, "b", argv=["x"]), workdir=tmp_path,
+                                runner=fake_runner(calls=calls))
+    assert ref["digest"] == harness.teacher_digest(ref["run_dir"])
+    student = harness.Run("a", "datafree_practical", "dfad", budget_minutes=1.0, teacher=ref["run_dir"],
+                          out_dir=str(tmp_path / "runs"))
+    teachers = {ref["run_dir"]: ref}
+    harness.launch([student], harness.Results(out, "b", argv=["x"]), workdir=tmp_path, teachers=teachers,
+                   runner=fake_runner(calls=calls))
+    (teacher.run_dir / "model.safetensors").unlink()  # a new machine: the teacher trains again, to other weights here
+    fake = fake_runner(calls=calls)
+
+    def other_weights(task):
+        result = fake(task)
+        (Path(result["run_dir"]) / "model.safetensors").write_bytes(b"other weights")
+        return result
+
+    results = harness.Results(out, "b", argv=["x"])
+    again = harness.train_teacher(teacher, results, workdir=tmp_path, runner=other_weights)
+    assert again["digest"] != ref["digest"] and harness.stale_rows(results, again["digest"]) == 1
+    assert "1 finished rows distilled a teacher whose weights differ" in capsys.readouterr().out
+    harness.launch([student], results, workdir=tmp_path, teachers=teachers, runner=fake_runner(calls=calls))
+    assert calls == ["teacher-s0", "a-b1-s0", "teacher-s0", "a-b1-s0"]
