@@ -22,8 +22,8 @@ in one JSON, written by its script, that records its command (``argv``: ``sys.ar
 the line that reruns it) and every sitting's. A sitting may be on another machine, which keeps
 nothing but the repository: commit the partial file at the end of a sitting, and the next one,
 anywhere, resumes from it (the teacher trains again to the same weights, :func:`train_teacher`).
-Each row also holds the ``finegrain`` command that trains that run alone. Tables: :func:`summarize` (mean ± std over seeds), :func:`text_table`,
-:func:`markdown_table`.
+Each row also holds the ``finegrain`` command that trains that run alone. Tables:
+:func:`summarize` (mean ± std over seeds), :func:`text_table`, :func:`markdown_table`.
 
 Run a benchmark from the repository root as a module: ``python -m benchmarks.data_free ...``.
 """
