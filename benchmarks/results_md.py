@@ -19,8 +19,10 @@ so a hand-edited figure, or a JSON committed without running this script, fails 
 
 Blocks (``BLOCKS``): ``readme`` (the README's results table: every recipe row of
 ``recipes.result.json`` and the Oxford-17 CSDNet/CE comparison of ``csdnet_vs_ce.result.json``),
-``datafree`` (the distillation rows of ``recipes.result.json``, for docs/datafree.md) and ``csdnet``
-(every dataset of ``csdnet_vs_ce.result.json``, for docs/csdnet.md). A block whose JSON is not
+``datafree`` (the distillation rows of ``recipes.result.json``, for docs/datafree.md), ``csdnet``
+(every dataset of ``csdnet_vs_ce.result.json``, for docs/csdnet.md), ``datafree-comparison`` (the
+README's rows of ``data_free.result.json``), ``datafree-benchmark`` (all of it, for docs/datafree.md)
+and ``datafree-compression`` (``data_free_lite2_lite0.result.json``, for docs/datafree.md). A block whose JSON is not
 committed renders a one-line placeholder that says which command writes it.
 
 JSON shapes read:
@@ -50,6 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = Path("benchmarks") / "RESULTS.md"
 NONE = "–"
 
+#: the compression benchmark's JSON (a Lite2 teacher into a Lite0 student)
+COMPRESSION = "data_free_lite2_lite0"
 #: block name -> the result JSONs (``benchmarks/NAME.result.json``) it is rendered from
 BLOCKS = {
     "readme": ("recipes", "csdnet_vs_ce"),
@@ -57,12 +61,15 @@ BLOCKS = {
     "csdnet": ("csdnet_vs_ce",),
     "datafree-comparison": ("data_free",),
     "datafree-benchmark": ("data_free",),
+    "datafree-compression": (COMPRESSION,),
 }
 #: the command that writes each known JSON, for placeholders and sections without a command
 WRITERS = {
     "recipes": "python -m benchmarks.recipes",
     "csdnet_vs_ce": "python -m benchmarks.csdnet_vs_ce --data ../shared/data/oxford17",
     "data_free": "python -m benchmarks.data_free",
+    COMPRESSION: "python -m benchmarks.data_free --pair lite2-lite0 --budget 10 --rows dfkd-fgvc-practical fast-dfkd "
+                 "spaceshipnet kd --tuned-from benchmarks/data_free.result.json",
 }
 MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
 OPEN = re.compile(r"<!-- (/?)results:([\w-]+) -->")
@@ -324,6 +331,12 @@ def datafree_benchmark_block(results: dict) -> str:
     return placeholder(README_DATAFREE["source"]) if data is None else comparison_section(data)
 
 
+def compression_block(results: dict) -> str:
+    """docs/datafree.md's compression table: every row of the Lite2 -> Lite0 benchmark."""
+    data = results.get(COMPRESSION)
+    return placeholder(COMPRESSION) if data is None else comparison_section(data)
+
+
 # ---------------------------------------------------------------------------------------- csdnet
 def csdnet_config(data: dict) -> str:
     return Path(str(data.get("config") or "oxford17_csdnet_cpu")).stem
@@ -410,7 +423,8 @@ def readme_block(results: dict) -> str:
 
 
 RENDERERS = {"readme": readme_block, "datafree": datafree_block, "csdnet": csdnet_block,
-             "datafree-comparison": comparison_block, "datafree-benchmark": datafree_benchmark_block}
+             "datafree-comparison": comparison_block, "datafree-benchmark": datafree_benchmark_block,
+             "datafree-compression": compression_block}
 
 
 def render_block(name: str, results: dict) -> str:

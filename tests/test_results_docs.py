@@ -52,6 +52,7 @@ def test_readme_and_csdnet_doc_carry_their_blocks():
     assert ("docs/datafree.md", "datafree") in blocks
     assert ("README.md", "datafree-comparison") in blocks
     assert ("docs/datafree.md", "datafree-benchmark") in blocks
+    assert ("docs/datafree.md", "datafree-compression") in blocks
 
 
 @pytest.mark.parametrize("where,name", _blocks(), ids=lambda x: str(x))
