@@ -22,8 +22,8 @@ Blocks (``BLOCKS``): ``readme`` (the README's results table: every recipe row of
 ``datafree`` (the distillation rows of ``recipes.result.json``, for docs/datafree.md), ``csdnet``
 (every dataset of ``csdnet_vs_ce.result.json``, for docs/csdnet.md), ``datafree-comparison`` (the
 README's rows of ``data_free.result.json``), ``datafree-benchmark`` (all of it, for docs/datafree.md)
-and ``datafree-compression`` (``data_free_lite2_lite0.result.json``, for docs/datafree.md). A block whose JSON is not
-committed renders a one-line placeholder that says which command writes it.
+and ``datafree-compression`` (``data_free_lite2_lite0.result.json``, for docs/datafree.md). A block
+whose JSON is not committed renders a one-line placeholder that says which command writes it.
 
 JSON shapes read:
 
@@ -326,15 +326,12 @@ def comparison_block(results: dict) -> str:
     return head + "\n\n" + table(["row", "test top-1 %", "/ teacher", "seeds", "time per run"], rows)
 
 
-def datafree_benchmark_block(results: dict) -> str:
-    data = results.get(README_DATAFREE["source"])
-    return placeholder(README_DATAFREE["source"]) if data is None else comparison_section(data)
-
-
-def compression_block(results: dict) -> str:
-    """docs/datafree.md's compression table: every row of the Lite2 -> Lite0 benchmark."""
-    data = results.get(COMPRESSION)
-    return placeholder(COMPRESSION) if data is None else comparison_section(data)
+def whole_comparison(name: str):
+    """A block renderer: every row of the comparison ``benchmarks/<name>.result.json``."""
+    def render(results: dict) -> str:
+        data = results.get(name)
+        return placeholder(name) if data is None else comparison_section(data)
+    return render
 
 
 # ---------------------------------------------------------------------------------------- csdnet
@@ -423,8 +420,8 @@ def readme_block(results: dict) -> str:
 
 
 RENDERERS = {"readme": readme_block, "datafree": datafree_block, "csdnet": csdnet_block,
-             "datafree-comparison": comparison_block, "datafree-benchmark": datafree_benchmark_block,
-             "datafree-compression": compression_block}
+             "datafree-comparison": comparison_block, "datafree-benchmark": whole_comparison(README_DATAFREE["source"]),
+             "datafree-compression": whole_comparison(COMPRESSION)}
 
 
 def render_block(name: str, results: dict) -> str:
