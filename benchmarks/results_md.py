@@ -22,7 +22,8 @@ Blocks (``BLOCKS``): ``readme`` (the README's results table: every recipe row of
 ``datafree`` (the distillation rows of ``recipes.result.json``, for docs/datafree.md), ``csdnet``
 (every dataset of ``csdnet_vs_ce.result.json``, for docs/csdnet.md), ``datafree-comparison`` (the
 README's rows of ``data_free.result.json``), ``datafree-benchmark`` (all of it, for docs/datafree.md)
-and ``datafree-compression`` (``data_free_lite2_lite0.result.json``, for docs/datafree.md). A block
+``datafree-compression`` (``data_free_lite2_lite0.result.json``, for docs/datafree.md) and
+``datafree-lite0-10min`` (``data_free_lite0_10min.result.json``, for docs/datafree.md). A block
 whose JSON is not committed renders a one-line placeholder that says which command writes it.
 
 JSON shapes read:
@@ -54,6 +55,8 @@ NONE = "–"
 
 #: the compression benchmark's JSON (a Lite2 teacher into a Lite0 student)
 COMPRESSION = "data_free_lite2_lite0"
+#: the same-architecture pair (Lite0 into Lite0) at the compression benchmark's 10 minutes
+SAME_ARCH_10MIN = "data_free_lite0_10min"
 #: block name -> the result JSONs (``benchmarks/NAME.result.json``) it is rendered from
 BLOCKS = {
     "readme": ("recipes", "csdnet_vs_ce"),
@@ -62,6 +65,7 @@ BLOCKS = {
     "datafree-comparison": ("data_free",),
     "datafree-benchmark": ("data_free",),
     "datafree-compression": (COMPRESSION,),
+    "datafree-lite0-10min": (SAME_ARCH_10MIN,),
 }
 #: the command that writes each known JSON, for placeholders and sections without a command
 WRITERS = {
@@ -70,6 +74,8 @@ WRITERS = {
     "data_free": "python -m benchmarks.data_free",
     COMPRESSION: "python -m benchmarks.data_free --pair lite2-lite0 --budget 10 --rows dfkd-fgvc-practical fast-dfkd "
                  "spaceshipnet kd --tuned-from benchmarks/data_free.result.json",
+    SAME_ARCH_10MIN: "python -m benchmarks.data_free --budget 10 --rows dfkd-fgvc-practical fast-dfkd spaceshipnet kd "
+                     "--tuned-from benchmarks/data_free.result.json --out benchmarks/data_free_lite0_10min.result.json",
 }
 MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
 OPEN = re.compile(r"<!-- (/?)results:([\w-]+) -->")
@@ -421,7 +427,8 @@ def readme_block(results: dict) -> str:
 
 RENDERERS = {"readme": readme_block, "datafree": datafree_block, "csdnet": csdnet_block,
              "datafree-comparison": comparison_block, "datafree-benchmark": whole_comparison(README_DATAFREE["source"]),
-             "datafree-compression": whole_comparison(COMPRESSION)}
+             "datafree-compression": whole_comparison(COMPRESSION),
+             "datafree-lite0-10min": whole_comparison(SAME_ARCH_10MIN)}
 
 
 def render_block(name: str, results: dict) -> str:

@@ -53,6 +53,7 @@ def test_readme_and_csdnet_doc_carry_their_blocks():
     assert ("README.md", "datafree-comparison") in blocks
     assert ("docs/datafree.md", "datafree-benchmark") in blocks
     assert ("docs/datafree.md", "datafree-compression") in blocks
+    assert ("docs/datafree.md", "datafree-lite0-10min") in blocks
 
 
 @pytest.mark.parametrize("where,name", _blocks(), ids=lambda x: str(x))
