@@ -347,6 +347,8 @@ def csdnet_config(data: dict) -> str:
 
 def csdnet_command(data: dict, dataset: str, variants: list[str] | None = None) -> str:
     root = ((data.get("datasets") or {}).get(dataset) or {}).get("root") or f"../shared/data/{dataset}"
+    if Path(root).is_absolute():  # the harness records the resolved root; docs show the checkout-relative one
+        root = f"../shared/data/{Path(root).name}"
     threads = data.get("torch_threads")
     threads = threads.get(dataset) if isinstance(threads, dict) else threads
     cmd = f"python -m benchmarks.csdnet_vs_ce --data {root}"
