@@ -30,6 +30,7 @@ def test_demo_stage_configs(tmp_path):
     distill = demo.stage_config("distill", tmp_path, tmp_path, "t", None, teacher)
     assert distill.distill.teacher == teacher and distill.train.max_minutes == demo.DISTILL_MINUTES < 10
     assert distill.distill.student == "efficientnet_lite0" and distill.train.budget_minutes == 0  # a fixed schedule
+    assert distill.method.name == "fast-dfkd" and distill.model.channels_last  # the recipe datafree_fast
     assert demo.stage_config("supervised", tmp_path, tmp_path, "t", None, None).train.max_minutes == 0
     assert demo.stage_config("csdnet", tmp_path, tmp_path, "t", None, None).data.few_shot_k == 5
 
