@@ -23,12 +23,14 @@ import sys
 from pathlib import Path
 
 from benchmarks import harness
+from finegrain.commands import demo
 
 BENCHMARK = "recipes"
 OUT = harness.ROOT / "benchmarks" / "recipes.result.json"
 TEACHER_RECIPE = "oxford17_cpu"
 #: row -> (recipe, method): the demo's fixed-schedule distillation and the CLI's default under a budget
-DISTILL_ROWS = {"datafree-fixed": ("datafree_fast", "fast-dfkd"), "datafree-budget": ("datafree_practical", "dfkd-fgvc")}
+DISTILL_ROWS = {"datafree-fixed": (demo.CONFIGS["distill"], "fast-dfkd"),
+                "datafree-budget": ("datafree_practical", "dfkd-fgvc")}
 
 
 def plan(args, teacher_dir: str | None) -> tuple[harness.Run, list[harness.Run]]:
