@@ -39,7 +39,25 @@ def pick_rows(source: dict, top: int) -> list[str]:
     return harness.best_by_val(source, top, leave_out=(REFERENCE,)) + ([REFERENCE] if REFERENCE in source["rows"] else [])
 
 
-def plan(args, source: dict, names: list[str], out_dir: Path) -> list[harness.Run]:
+def teacher_of(args, source: dict, source_path: Path) -> dict:
+    """The teacher every row distils: the source's run folder, checked to hold the very weights the
+    source distilled (CPU training gives the same weights again only on the same kind of processor), or
+    ``--teacher``, evaluated on the data the rows read."""
+    if args.teacher:
+        return {**harness.teacher_reference(args.teacher, args.data or source["data"]),
+                "digest": harness.teacher_digest(args.teacher)}
+    teacher = source["teacher"]
+    if not (Path(teacher["run_dir"]) / "model.safetensors").is_file():
+        raise SystemExit(f"{source_path}: its teacher {teacher['run_dir']} is gone; rerun "
+                         "python -m benchmarks.data_free (it retrains the same teacher) first, or pass --teacher")
+    digest = harness.teacher_digest(teacher["run_dir"])
+    if teacher.get("digest") not in (None, digest):
+        raise SystemExit(f"{teacher['run_dir']}: its weights (digest {digest}) are not the teacher {source_path} "
+                         f"distilled ({teacher['digest']}); pass --teacher to distil it in a table of its own")
+    return teacher
+
+
+def plan(args, source: dict, names: list[str], out_dir: Path, teacher: dict) -> list[harness.Run]:
     """Every run, budget-major (every row at the shortest budget first)."""
     chosen = source.get("tuning", {}).get("chosen", {})
     runs = []
@@ -49,8 +67,8 @@ def plan(args, source: dict, names: list[str], out_dir: Path) -> list[harness.Ru
                 row = source["rows"][name]
                 settings = tuple(tuple(pair) for pair in chosen.get(name, {}).get("settings", []))
                 runs.append(harness.Run(name=name, recipe=row["recipe"], method=row["method"], seed=seed,
-                                        budget_minutes=budget, teacher=source["teacher"]["run_dir"],
-                                        data=source["data"], out_dir=str(out_dir), ablation=row["ablation"],
+                                        budget_minutes=budget, teacher=teacher["run_dir"],
+                                        data=args.data or source["data"], out_dir=str(out_dir), ablation=row["ablation"],
                                         settings=settings, accelerator=args.device))
     return runs
 
@@ -107,6 +125,12 @@ def parse_args(argv=None):
     p.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS), help="minutes per run")
     p.add_argument("--top", type=int, default=3, help="data-free rows taken, by mean val top-1")
     p.add_argument("--device", default=None, help="train.accelerator of every run (default: the recipes' cpu)")
+    p.add_argument("--teacher", default=None,
+                   help="distil this teacher run instead of the source's (evaluated on the data read; for a machine "
+                        "without the source's run folder)")
+    p.add_argument("--data", default=None,
+                   help="the source's dataset read from another folder, e.g. a copy on a GPU machine (default: the "
+                        "source's; the JSON records the folder read)")
     p.add_argument("--plot", default=str(harness.ROOT / "benchmarks" / "data_free_budget.png"), help="the figure")
     harness.add_arguments(p, out=str(harness.ROOT / "benchmarks" / "data_free_budget.result.json"), budget=0.0,
                           seeds=(0,))
@@ -123,22 +147,20 @@ def main(argv=None, runner=None) -> dict:
     if not source_path.is_file():
         raise SystemExit(f"--source {source_path}: no such file (run python -m benchmarks.data_free first)")
     source = json.loads(source_path.read_text())
-    if not (Path(source["teacher"]["run_dir"]) / "model.safetensors").is_file():
-        raise SystemExit(f"{source_path}: its teacher {source['teacher']['run_dir']} is gone; rerun "
-                         "python -m benchmarks.data_free (it retrains the same teacher) first")
+    teacher = teacher_of(args, source, source_path)
     names = pick_rows(source, args.top)
     workdir = harness.workdir_of(args, BENCHMARK)
     results = harness.Results(args.out, BENCHMARK, fresh=args.fresh, sources=[source_path],
                               argv=None if argv is None else ["benchmarks/data_free_budget.py", *argv])
-    runs = plan(args, source, names, workdir / "runs")
-    teacher = source["teacher"]
+    runs = plan(args, source, names, workdir / "runs", teacher)
     done = harness.launch(runs, results, jobs=args.jobs, threads=args.threads, workdir=workdir, runner=runner,
                           teachers={teacher["run_dir"]: teacher})
     points = curves(done)
     title = f"{Path(source['data']).name}: {teacher.get('architecture')} teacher, {args.device or 'cpu'}"
     plot(points, teacher, args.plot, title)
     result = results.finish({
-        "source": harness.relative_path(source_path), "data": source["data"], "teacher": teacher,
+        "source": harness.relative_path(source_path), "data": str(Path(args.data).resolve()) if args.data else source["data"],
+        "teacher": teacher,
         "device": args.device or "cpu (recipes)", "budgets": args.budgets, "seeds": args.seeds, "rows": names,
         "jobs": args.jobs, "threads": args.threads or harness.default_threads(args.jobs), "plot": args.plot,
         "complete": len(done) == len(runs), "runs": done, "curves": points})

@@ -727,7 +727,14 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
 
 
 def workdir_of(args, benchmark: str) -> Path:
-    return Path(args.workdir).resolve() if args.workdir else WORKDIR / benchmark
+    """Where the run folders go: ``--workdir``, else ``runs/benchmarks/`` and the result file's name
+    (``<benchmark>`` for the default file). A table written to a file of its own, such as the same
+    benchmark on another dataset, so gets folders of its own and never trains its teacher into the
+    folder of another table's teacher."""
+    if args.workdir:
+        return Path(args.workdir).resolve()
+    name = Path(args.out).name if getattr(args, "out", None) else f"{benchmark}.result.json"
+    return WORKDIR / (name.removesuffix(".json").removesuffix(".result") or benchmark)
 
 
 def print_table(records: Sequence[dict], columns=None, *, markdown: bool = False, title: str | None = None) -> None:

@@ -284,14 +284,21 @@ def comparison_section(data: dict) -> str:
     return "\n\n".join(parts)
 
 
+def minutes(x) -> str:
+    return f"{x:g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else NONE
+
+
 def curves_section(data: dict) -> str:
-    rows = [[cell(r.get("variant")), num(r.get("budget_minutes"), 0), cell(r.get("runs")),
+    rows = [[cell(r.get("variant")), minutes(r.get("budget_minutes")), cell(r.get("runs")),
              mean_std(r.get("test_top1_mean"), r.get("test_top1_std")),
              mean_std(r.get("val_top1_mean"), r.get("val_top1_std")), num(r.get("steps_mean"), 0),
              seconds(r.get("seconds_mean"))]
             for r in data.get("curves") or [] if isinstance(r, dict)]
     plot = Path(str(data.get("plot"))).name if data.get("plot") else None
-    head = f"Device: {cell(data.get('device'))}; source `{cell(data.get('source'))}`."
+    teacher = data.get("teacher") or {}
+    head = (f"Device: {cell(data.get('device'))}; source `{cell(data.get('source'))}`; data "
+            f"`{Path(str(data.get('data'))).name}`; teacher {cell(teacher.get('architecture'))}, test top-1 "
+            f"{num(teacher.get('test_top1'))} % (weights {cell(teacher.get('digest'))}).")
     if plot:
         head += f" Plot: [{plot}]({plot})."
     return head + "\n\n" + table(["row", "minutes", "seeds", "test top-1 %", "val top-1 %", "iterations", "time"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +96,14 @@ def test_a_pair_trains_its_teacher_recipe_in_folders_and_a_json_of_its_own(tmp_p
     assert (default.pair, default.benchmark) == ("lite0-lite0", "data_free")
     with pytest.raises(SystemExit):
         bench.parse_args(["--pair", "lite3-lite0"])
+
+
+def test_a_table_written_to_a_file_of_its_own_gets_run_folders_of_its_own():
+    cars = bench.parse_args(["--data", "../shared/data/cars196", "--out", "benchmarks/data_free_cars196.result.json"])
+    assert harness.workdir_of(cars, cars.benchmark).name == "data_free_cars196"
+    assert harness.workdir_of(bench.parse_args([]), "data_free").name == "data_free"
+    given = bench.parse_args(["--workdir", "elsewhere"])
+    assert harness.workdir_of(given, given.benchmark) == Path("elsewhere").resolve()
 
 
 def test_the_benchmark_writes_one_json_with_its_command(tmp_path):

@@ -4,6 +4,7 @@ the source's own runs reused, one JSON and one plot (no training here)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from benchmarks import data_free, data_free_budget as bench
 from benchmarks import harness
@@ -48,3 +49,34 @@ def test_a_missing_source_or_teacher_is_named(tmp_path):
     with pytest.raises(SystemExit, match="teacher"):
         bench.main(["--source", str(source)])
     assert harness.partial_path(tmp_path / "budget.json").name == "budget.partial.json"
+
+
+def test_a_copy_of_the_data_elsewhere_is_read_recorded_and_not_mixed_with_the_sources_runs(tmp_path):
+    source = finished_source(tmp_path)
+    copy = make_imagefolder(tmp_path / "copy", counts={"train": 2, "val": 1, "test": 1})
+    calls = []
+    result = bench.main(["--source", str(source), "--budgets", "6", "--top", "1", "--data", str(copy),
+                         "--device", "cuda", "--workdir", str(tmp_path / "b"), "--out", str(tmp_path / "gpu.json"),
+                         "--plot", str(tmp_path / "gpu.png")], runner=fake_runner(calls=calls))
+    assert sorted(calls) == ["dfkd-fgvc-practical-b6-s0", "kd-b6-s0"]   # the source's 6-minute runs read other data
+    assert result["data"] == str(copy.resolve()) and result["device"] == "cuda"
+    assert all(r["spec"]["data"] == str(copy.resolve()) and r["spec"]["accelerator"] == "cuda" for r in result["runs"])
+
+
+def test_a_teacher_retrained_to_other_weights_is_refused_and_another_teacher_can_be_named(tmp_path, monkeypatch):
+    import pytest
+
+    source = finished_source(tmp_path)
+    weights = Path(json.loads(source.read_text())["teacher"]["run_dir"]) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")                       # same recipe, another processor
+    with pytest.raises(SystemExit, match="digest"):
+        bench.main(["--source", str(source), "--out", str(tmp_path / "b.json")])
+    other = tmp_path / "other-teacher"
+    monkeypatch.setattr(harness, "teacher_reference",
+                        lambda run, data: {"run_dir": str(run), "architecture": "tiny", "val_top1": 70.0, "test_top1": 71.0})
+    calls = []
+    result = bench.main(["--source", str(source), "--budgets", "2", "--top", "1", "--teacher", str(other),
+                         "--workdir", str(tmp_path / "w2"), "--out", str(tmp_path / "t.json"),
+                         "--plot", str(tmp_path / "t.png")], runner=fake_runner(calls=calls))
+    assert result["teacher"]["run_dir"] == str(other) and result["teacher"]["test_top1"] == 71.0
+    assert all(r["spec"]["teacher_digest"] is None for r in result["runs"])   # not the source's weights
