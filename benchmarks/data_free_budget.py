@@ -57,7 +57,7 @@ def teacher_of(args, source: dict, source_path: Path) -> dict:
     return teacher
 
 
-def plan(args, source: dict, names: list[str], out_dir: Path, teacher: dict) -> list[harness.Run]:
+def plan(args, source: dict, names: list[str], out_dir: Path, teacher: dict, data: str) -> list[harness.Run]:
     """Every run, budget-major (every row at the shortest budget first)."""
     chosen = source.get("tuning", {}).get("chosen", {})
     runs = []
@@ -68,7 +68,7 @@ def plan(args, source: dict, names: list[str], out_dir: Path, teacher: dict) -> 
                 settings = tuple(tuple(pair) for pair in chosen.get(name, {}).get("settings", []))
                 runs.append(harness.Run(name=name, recipe=row["recipe"], method=row["method"], seed=seed,
                                         budget_minutes=budget, teacher=teacher["run_dir"],
-                                        data=args.data or source["data"], out_dir=str(out_dir), ablation=row["ablation"],
+                                        data=data, out_dir=str(out_dir), ablation=row["ablation"],
                                         settings=settings, accelerator=args.device))
     return runs
 
@@ -148,18 +148,19 @@ def main(argv=None, runner=None) -> dict:
         raise SystemExit(f"--source {source_path}: no such file (run python -m benchmarks.data_free first)")
     source = json.loads(source_path.read_text())
     teacher = teacher_of(args, source, source_path)
+    data = str(Path(args.data).resolve()) if args.data else source["data"]
     names = pick_rows(source, args.top)
     workdir = harness.workdir_of(args, BENCHMARK)
     results = harness.Results(args.out, BENCHMARK, fresh=args.fresh, sources=[source_path],
                               argv=None if argv is None else ["benchmarks/data_free_budget.py", *argv])
-    runs = plan(args, source, names, workdir / "runs", teacher)
+    runs = plan(args, source, names, workdir / "runs", teacher, data)
     done = harness.launch(runs, results, jobs=args.jobs, threads=args.threads, workdir=workdir, runner=runner,
                           teachers={teacher["run_dir"]: teacher})
     points = curves(done)
     title = f"{Path(source['data']).name}: {teacher.get('architecture')} teacher, {args.device or 'cpu'}"
     plot(points, teacher, args.plot, title)
     result = results.finish({
-        "source": harness.relative_path(source_path), "data": str(Path(args.data).resolve()) if args.data else source["data"],
+        "source": harness.relative_path(source_path), "data": data,
         "teacher": teacher,
         "device": args.device or "cpu (recipes)", "budgets": args.budgets, "seeds": args.seeds, "rows": names,
         "jobs": args.jobs, "threads": args.threads or harness.default_threads(args.jobs), "plot": args.plot,

@@ -733,8 +733,8 @@ def workdir_of(args, benchmark: str) -> Path:
     folder of another table's teacher."""
     if args.workdir:
         return Path(args.workdir).resolve()
-    name = Path(args.out).name if getattr(args, "out", None) else f"{benchmark}.result.json"
-    return WORKDIR / (name.removesuffix(".json").removesuffix(".result") or benchmark)
+    name = Path(args.out).name if args.out else f"{benchmark}.result.json"
+    return WORKDIR / name.removesuffix(".json").removesuffix(".result")
 
 
 def print_table(records: Sequence[dict], columns=None, *, markdown: bool = False, title: str | None = None) -> None:
