@@ -48,8 +48,9 @@ def teacher_of(args, source: dict, source_path: Path) -> dict:
                 "digest": harness.teacher_digest(args.teacher)}
     teacher = source["teacher"]
     if not (Path(teacher["run_dir"]) / "model.safetensors").is_file():
-        raise SystemExit(f"{source_path}: its teacher {teacher['run_dir']} is gone; rerun "
-                         "python -m benchmarks.data_free (it retrains the same teacher) first, or pass --teacher")
+        raise SystemExit(f"{source_path}: its teacher {teacher['run_dir']} is gone; rerun python -m "
+                         "benchmarks.data_free first (the same weights again only on the same kind of processor), "
+                         "or pass --teacher")
     digest = harness.teacher_digest(teacher["run_dir"])
     if teacher.get("digest") not in (None, digest):
         raise SystemExit(f"{teacher['run_dir']}: its weights (digest {digest}) are not the teacher {source_path} "
