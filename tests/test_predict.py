@@ -40,7 +40,7 @@ def test_predict_folder_to_csv_round_trip(tiny_run, tmp_path, capsys):
     (data / "test" / "notes.txt").write_text("not an image")
     out = tmp_path / "out" / "pred.csv"
     code, stdout, stderr = run_cli(capsys, "predict", run, data / "test", extra, "--csv", out, "--top-k", "2",
-                                   "--batch-size", "4")
+                                   "--batch-size", "4", "--device", "cpu")  # as load() below: same arithmetic
     assert code == 0, stderr
     assert "wrote 10 predictions" in stdout and "predict 10/10" in stdout  # plain progress: not a TTY
     with open(out, newline="") as handle:

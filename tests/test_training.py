@@ -31,6 +31,19 @@ def test_two_epochs_lower_loss_and_write_checkpoint(tiny_cfg):
     assert 0 <= summary["test_top1"] <= 100 and summary["images_per_s"] > 0
 
 
+def test_a_cpu_run_on_a_machine_with_a_gpu_does_not_pin_its_batches(tiny_cfg, monkeypatch):
+    """Page-locked batches only help a copy to a CUDA device; before, any machine with a GPU pinned
+    them (and started the loader's pinning thread) for CPU runs too."""
+    from finegrain.data.loaders import build_datasets
+    from finegrain.engine.loop import Trainer
+
+    trainer = Trainer(tiny_cfg)  # accelerator cpu
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    data = build_datasets(tiny_cfg.data, tiny_cfg.train.seed)
+    assert trainer.fabric.device.type == "cpu"
+    assert not trainer._loader(data.train, True).pin_memory and not trainer._loader(data.val, False).pin_memory
+
+
 def test_eval_and_predict_load_the_checkpoint(tiny_cfg, imagefolder):
     summary = fit(tiny_cfg)
     run = summary["run_dir"]

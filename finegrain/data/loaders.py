@@ -109,8 +109,10 @@ class ResumableSampler(Sampler[int]):
 
 
 def make_loader(dataset, batch_size: int, *, train: bool, num_workers: int, seed: int = 0,
-                num_replicas: int = 1, rank: int = 0) -> DataLoader:
-    """A loader whose order depends only on (seed, epoch); ``loader.sampler.set_epoch`` moves it."""
+                num_replicas: int = 1, rank: int = 0, pin_memory: bool = False) -> DataLoader:
+    """A loader whose order depends only on (seed, epoch); ``loader.sampler.set_epoch`` moves it.
+    ``pin_memory`` only for a run on a CUDA device: a CPU run on a machine that has a GPU gains nothing
+    from page-locked batches and would start the loader's pinning thread for nothing."""
     sampler = ResumableSampler(len(dataset), num_replicas=num_replicas, rank=rank, shuffle=train,
                                seed=seed, drop_last=train and len(dataset) >= batch_size * num_replicas)
     return DataLoader(
@@ -121,5 +123,5 @@ def make_loader(dataset, batch_size: int, *, train: bool, num_workers: int, seed
         drop_last=train and len(dataset) >= batch_size * num_replicas,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=pin_memory,
     )

@@ -126,7 +126,8 @@ class Trainer:
         data_cfg = self.cfg.data
         return make_loader(dataset, data_cfg.batch_size if train else data_cfg.eval_batch_size, train=train,
                            num_workers=data_cfg.num_workers, seed=self.cfg.train.seed,
-                           num_replicas=self.fabric.world_size, rank=self.fabric.global_rank)
+                           num_replicas=self.fabric.world_size, rank=self.fabric.global_rank,
+                           pin_memory=self.fabric.device.type == "cuda")
 
     # ------------------------------------------------------------------------------- fit
     def fit(self) -> dict:
