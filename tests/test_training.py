@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_config
-from finegrain.engine.loop import fit
+from finegrain.data.loaders import build_datasets
+from finegrain.engine.loop import Trainer, fit
 from finegrain.errors import CheckpointError, ConfigError, TrainingError
 from finegrain.inference import load
 
@@ -34,9 +35,6 @@ def test_two_epochs_lower_loss_and_write_checkpoint(tiny_cfg):
 def test_a_cpu_run_on_a_machine_with_a_gpu_does_not_pin_its_batches(tiny_cfg, monkeypatch):
     """Page-locked batches only help a copy to a CUDA device; before, any machine with a GPU pinned
     them (and started the loader's pinning thread) for CPU runs too."""
-    from finegrain.data.loaders import build_datasets
-    from finegrain.engine.loop import Trainer
-
     trainer = Trainer(tiny_cfg)  # accelerator cpu
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     data = build_datasets(tiny_cfg.data, tiny_cfg.train.seed)

@@ -82,6 +82,6 @@ def evaluate_checkpoint(model, meta, root=None, data_format=None, split="test", 
     samples = checkpoint_split(meta, data_cfg, split)
     dataset = FGVCDataset(samples, meta["class_names"], base_resize(data_cfg.image_size, data_cfg.crop_ratio),
                           eval_augment(data_cfg), name=split)
-    loader = make_loader(dataset, batch_size, train=False, num_workers=num_workers,
-                         pin_memory=torch.device(device).type == "cuda")
-    return evaluate(model.to(device), loader, len(meta["class_names"]), device=torch.device(device))
+    device = torch.device(device)
+    loader = make_loader(dataset, batch_size, train=False, num_workers=num_workers, pin_memory=device.type == "cuda")
+    return evaluate(model.to(device), loader, len(meta["class_names"]), device=device)
